@@ -1,0 +1,1 @@
+"""Hardcase ML: scoring, training and evaluation. Never imports `app`; heavy libraries are imported lazily."""
