@@ -1,0 +1,181 @@
+"""Fixtures shared by the ml tests: a small frozen dataset version built from the real roadwork photos."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ml.dataset import DatasetInfo, DatasetRecord, DatasetVersionDir, StoredPrediction, write_dataset_dir
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CASCADE_MODELS = ("yolo", "vlm", "clf")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def sample_data_dir() -> Path:
+    return Path(os.environ.get("HARDCASE_SAMPLE_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def _yolo_boxes(label_file: Path, class_offset: int) -> list[list]:
+    """YOLO (class cx cy w h, normalised) -> [x1, y1, x2, y2, class_index], normalised."""
+    if not label_file.exists():
+        return []
+    boxes = []
+    for line in label_file.read_text().splitlines():
+        parts = line.split()
+        if len(parts) != 5:
+            continue
+        cls, cx, cy, w, h = int(parts[0]), *map(float, parts[1:])
+        boxes.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, cls + class_offset])
+    return boxes
+
+
+def _class_names(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def roadwork_pool(data_dir: Path | None = None) -> tuple[list[dict], list[str]]:
+    """Every real photo with its label, boxes and day/night flag; and the merged box class names."""
+    data_dir = data_dir or sample_data_dir()
+    tracon, vtti = data_dir / "roadwork" / "tracon", data_dir / "roadwork" / "vtti"
+    tracon_classes = _class_names(tracon / "classes.txt")
+    pool = []
+    with (tracon / "manifest.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            image = tracon / row["file"]
+            boxes = _yolo_boxes(tracon / "labels" / (image.stem + ".txt"), 0)
+            pool.append(
+                {
+                    "source": "tracon",
+                    "image": image,
+                    "label": int(row["has_cone"]),
+                    "boxes": boxes,
+                    "is_night": False,
+                }
+            )
+    with (vtti / "manifest.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            image = vtti / row["file"]
+            boxes = _yolo_boxes(vtti / "labels_yolo" / (image.stem + ".txt"), len(tracon_classes))
+            pool.append(
+                {"source": "vtti", "image": image, "label": 1, "boxes": boxes, "is_night": row["day"] == "0"}
+            )
+    for image in sorted((data_dir / "negatives").iterdir()):
+        if image.suffix.lower() in IMAGE_SUFFIXES:
+            pool.append({"source": "negatives", "image": image, "label": 0, "boxes": [], "is_night": False})
+    return pool, tracon_classes + _class_names(vtti / "classes.txt")
+
+
+def _simulated_predictions(label: int, boxes: list[list], rng: np.random.Generator) -> list[StoredPrediction]:
+    """Cascade outputs that are right more often than not and disagree on some items."""
+    predictions = []
+    for model, skill in zip(CASCADE_MODELS, (2.0, 1.2, 0.8), strict=True):
+        if model == "clf" and rng.random() < 0.25:
+            continue  # the last stage of the cascade does not run on every item
+        logit = skill * (1 if label == 1 else -1) + rng.normal(0.0, 1.5)
+        score = float(1 / (1 + np.exp(-logit)))
+        model_boxes = [[*b[:4], b[4], round(score, 3)] for b in boxes] if model == "yolo" else []
+        predictions.append(
+            StoredPrediction(
+                model=model,
+                model_version="1",
+                score=round(score, 4),
+                label="positive" if score >= 0.5 else "negative",
+                boxes=model_boxes,
+            )
+        )
+    return predictions
+
+
+def _pick_items(pool: list[dict], n_items: int, rng: np.random.Generator) -> list[dict]:
+    """A balanced draw that always includes some VTTI frames (night ones) and non-road negatives."""
+    positives = [p for p in pool if p["label"] == 1]
+    negatives = [p for p in pool if p["label"] == 0]
+    extra = [p for p in pool if p["source"] == "negatives"][: max(1, n_items // 16)]
+    night = [p for p in pool if p["is_night"]][: max(1, n_items // 16)]
+    n_pos = n_items // 2 - len(night)
+    n_neg = n_items - n_items // 2 - len(extra)
+    rest_pos = [p for p in positives if p not in night]
+    rest_neg = [p for p in negatives if p not in extra]
+    chosen = night + [rest_pos[i] for i in rng.choice(len(rest_pos), n_pos, replace=False)]
+    chosen += extra + [rest_neg[i] for i in rng.choice(len(rest_neg), n_neg, replace=False)]
+    return chosen
+
+
+def _stratified_splits(labels: list[int], rng: np.random.Generator) -> list[str]:
+    splits = [""] * len(labels)
+    for value in (0, 1):
+        members = [i for i, label in enumerate(labels) if label == value]
+        rng.shuffle(members)
+        n_val = n_holdout = max(1, round(0.2 * len(members)))
+        for rank, i in enumerate(members):
+            splits[i] = "val" if rank < n_val else "holdout" if rank < n_val + n_holdout else "train"
+    return splits
+
+
+def write_roadwork_dataset(
+    root: Path, *, n_items: int = 48, n_unlabeled: int = 0, seed: int = 0, version: int = 1
+) -> DatasetVersionDir:
+    """A dataset version of real photos (paths to the originals) with simulated cascade predictions.
+
+    `n_unlabeled` extra train items carry predictions but label None (soft targets only).
+    """
+    rng = np.random.default_rng(seed)
+    pool, box_classes = roadwork_pool()
+    chosen = _pick_items(pool, n_items + n_unlabeled, rng)
+    order = rng.permutation(len(chosen))
+    chosen = [chosen[i] for i in order]
+    labeled, unlabeled = chosen[:n_items], chosen[n_items:]
+    splits = _stratified_splits([p["label"] for p in labeled], rng) + ["train"] * len(unlabeled)
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    records = []
+    for index, (item, split) in enumerate(zip(labeled + unlabeled, splits, strict=True)):
+        is_unlabeled = index >= n_items
+        records.append(
+            DatasetRecord(
+                item_id=index + 1,
+                external_id=f"{item['source']}/{item['image'].stem}",
+                image=str(item["image"]),
+                label=None if is_unlabeled else item["label"],
+                split=split,
+                boxes=[] if is_unlabeled else item["boxes"],
+                predictions=_simulated_predictions(item["label"], item["boxes"], rng),
+                metadata={
+                    "camera_id": f"cam-{index % 4}",
+                    "is_night": item["is_night"],
+                    "captured_at": (start + timedelta(minutes=7 * index)).isoformat(),
+                },
+            )
+        )
+    info = DatasetInfo(
+        project="roadwork",
+        version=version,
+        kind="binary",
+        classes=["negative", "positive"],
+        content_hash=f"test-{seed}-{n_items}-{n_unlabeled}",
+        box_classes=box_classes,
+    )
+    return write_dataset_dir(root, info, records)
+
+
+@pytest.fixture
+def roadwork_dataset_factory(tmp_path: Path) -> Callable[..., DatasetVersionDir]:
+    """Builds more dataset versions in the test's tmp dir: factory(n_items=..., n_unlabeled=..., seed=...)."""
+    counter = iter(range(1, 1000))
+
+    def build(**kwargs) -> DatasetVersionDir:
+        return write_roadwork_dataset(tmp_path / f"dataset-{next(counter)}", **kwargs)
+
+    return build
+
+
+@pytest.fixture
+def roadwork_dataset_dir(tmp_path: Path) -> DatasetVersionDir:
+    """48 labeled items (24 positive), stratified train/val/holdout, 3 stored cascade predictions each."""
+    return write_roadwork_dataset(tmp_path / "dataset")
