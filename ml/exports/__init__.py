@@ -1,0 +1,43 @@
+"""Exports of a frozen dataset version to the formats other tools read (HF, YOLO, COCO, Label Studio, DPO)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ml.dataset import DatasetVersionDir
+from ml.exports.detection import export_coco, export_yolo
+from ml.exports.dpo import export_dpo_pairs
+from ml.exports.label_studio import export_label_studio
+from ml.exports.tables import export_imagefolder, export_jsonl, export_parquet
+
+EXPORTERS: dict[str, Callable[[DatasetVersionDir, Path], Path]] = {
+    "jsonl": export_jsonl,
+    "parquet": export_parquet,
+    "imagefolder": export_imagefolder,
+    "yolo": export_yolo,
+    "coco": export_coco,
+    "label_studio": export_label_studio,
+    "dpo_pairs": export_dpo_pairs,
+}
+EXPORT_FORMATS: tuple[str, ...] = tuple(EXPORTERS)
+
+
+def export_dataset(dataset: DatasetVersionDir, fmt: str, out: Path) -> Path:
+    """Writes `dataset` in format `fmt` under `out`; returns the main file or folder of the export."""
+    if fmt not in EXPORTERS:
+        raise ValueError(f"fmt: unknown export format {fmt!r}; known: {list(EXPORT_FORMATS)}")
+    return EXPORTERS[fmt](dataset, Path(out))
+
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "export_coco",
+    "export_dataset",
+    "export_dpo_pairs",
+    "export_imagefolder",
+    "export_jsonl",
+    "export_label_studio",
+    "export_parquet",
+    "export_yolo",
+]

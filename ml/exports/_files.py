@@ -1,0 +1,63 @@
+"""File helpers shared by the exporters: stable file names, image links and image sizes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from ml.dataset import DatasetInfo, DatasetRecord, DatasetVersionDir, Split
+
+# Tools that read these exports (ultralytics, HF imagefolder, COCO users) call the final split "test".
+SPLIT_DIRS: dict[Split, str] = {"train": "train", "val": "val", "holdout": "test"}
+
+
+def export_file_name(dataset: DatasetVersionDir, record: DatasetRecord) -> str:
+    """`<item_id><suffix>`: unique within a version whatever the original names were."""
+    return f"{record.item_id}{dataset.image_path(record).suffix.lower()}"
+
+
+def link_image(source: Path, target: Path) -> None:
+    """Hard link, else symlink, else copy: an export should not duplicate gigabytes of images."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() or target.is_symlink():
+        target.unlink()
+    try:
+        os.link(source, target)
+        return
+    except OSError:
+        pass
+    try:
+        target.symlink_to(source.resolve())
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def image_size(dataset: DatasetVersionDir, record: DatasetRecord) -> tuple[int, int]:
+    """(width, height) from the metadata when the server stored it, else from the image header."""
+    width, height = record.metadata.get("width"), record.metadata.get("height")
+    if width and height:
+        return int(width), int(height)
+    from PIL import Image
+
+    with Image.open(dataset.image_path(record)) as image:
+        return image.size
+
+
+def box_class_names(info: DatasetInfo) -> list[str]:
+    return list(info.box_classes or info.classes)
+
+
+def label_name(info: DatasetInfo, record: DatasetRecord) -> str | None:
+    return None if record.label is None else info.classes[record.label]
+
+
+def has_box_annotation(info: DatasetInfo, record: DatasetRecord) -> bool:
+    """True when the human boxes are complete: boxes drawn, or a labelled image known to hold no object.
+
+    A binary positive without boxes was labelled at image level only; training a detector on it as an
+    empty image would teach it to miss the very objects it holds.
+    """
+    if record.boxes:
+        return True
+    return record.label is not None and (info.kind == "detection" or record.label == 0)

@@ -1,0 +1,78 @@
+"""Row-per-image exports: JSONL and Parquet (Hugging Face `datasets`), and an image-folder tree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ml.dataset import SPLITS, DatasetRecord, DatasetVersionDir
+from ml.exports._files import SPLIT_DIRS, export_file_name, label_name, link_image
+
+ROW_COLUMNS = ("item_id", "external_id", "image", "label", "label_name", "split", "boxes", "metadata")
+
+
+def dataset_rows(dataset: DatasetVersionDir, records: list[DatasetRecord]) -> list[dict]:
+    """One row per image. `metadata` is a JSON string: metadata keys differ between items and a
+    columnar schema (Arrow/Parquet) cannot hold a different struct per row."""
+    info = dataset.info
+    return [
+        {
+            "item_id": record.item_id,
+            "external_id": record.external_id,
+            "image": str(dataset.image_path(record).resolve()),
+            "label": record.label,
+            "label_name": label_name(info, record),
+            "split": record.split,
+            "boxes": [[float(v) for v in box] for box in record.boxes],
+            "metadata": json.dumps(record.metadata, sort_keys=True),
+        }
+        for record in records
+    ]
+
+
+def export_jsonl(dataset: DatasetVersionDir, out: Path) -> Path:
+    """`out/{train,val,holdout}.jsonl`; load with `load_dataset("json", data_files={...})`."""
+    out.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        with (out / f"{split}.jsonl").open("w") as fh:
+            for row in dataset_rows(dataset, dataset.records(split)):
+                fh.write(json.dumps(row) + "\n")
+    return out
+
+
+def export_parquet(dataset: DatasetVersionDir, out: Path) -> Path:
+    """`out/{train,val,holdout}.parquet` with a fixed schema (so empty splits still load)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [
+            ("item_id", pa.int64()),
+            ("external_id", pa.string()),
+            ("image", pa.string()),
+            ("label", pa.int64()),
+            ("label_name", pa.string()),
+            ("split", pa.string()),
+            ("boxes", pa.list_(pa.list_(pa.float64()))),
+            ("metadata", pa.string()),
+        ]
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        rows = dataset_rows(dataset, dataset.records(split))
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / f"{split}.parquet")
+    return out
+
+
+def export_imagefolder(dataset: DatasetVersionDir, out: Path) -> Path:
+    """`out/<split>/<class name>/<item_id>.<ext>` (holdout as `test`); unlabelled items are left out."""
+    info = dataset.info
+    for record in dataset.records():
+        if record.label is None:
+            continue
+        target = (
+            out / SPLIT_DIRS[record.split] / info.classes[record.label] / export_file_name(dataset, record)
+        )
+        link_image(dataset.image_path(record), target)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
