@@ -2,117 +2,30 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-from pathlib import Path
 
 import pytest
+from PIL import Image as PILImage
 
-from ml.dataset import DatasetInfo, DatasetRecord, DatasetVersionDir, StoredPrediction, write_dataset_dir
+from ml.dataset import DatasetRecord, DatasetVersionDir, write_dataset_dir
 from ml.exports import EXPORT_FORMATS, export_dataset
 
-SAMPLE_DATA = Path(
-    os.environ.get("HARDCASE_SAMPLE_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
-)
-ROADWORK = SAMPLE_DATA / "roadwork"
-BOX_CLASSES = [
-    "cone",
-    "drum",
-    "barricade",
-    "board",
-    "trailer",
-    "other",
-    "unknown",
-    "machine",
-    "sign",
-    "barrier",
-    "person",
-]
-CLASSES = ["no_roadwork", "roadwork"]
+CLASSES = ["negative", "positive"]
 
 
-def _manifest_rows(source: str) -> list[dict]:
-    with (ROADWORK / source / "manifest.csv").open() as fh:
-        return list(csv.DictReader(fh))
+@pytest.fixture
+def roadwork(roadwork_dataset_dir) -> DatasetVersionDir:
+    return roadwork_dataset_dir
 
 
-def _normalised_boxes(row: dict) -> list[list]:
-    width, height = float(row["width"]), float(row["height"])
-    boxes = []
-    for name, x1, y1, x2, y2 in json.loads(row["boxes_xyxy_json"]):
-        cls = BOX_CLASSES.index("cone" if name == "traffic_cone" else name)
-        boxes.append([x1 / width, y1 / height, x2 / width, y2 / height, cls])
-    return boxes
+def _first_boxed(dataset: DatasetVersionDir, split: str | None = None) -> DatasetRecord:
+    return next(r for r in dataset.records(split) if r.boxes)
 
 
-def _roadwork_rows(n_tracon_positive: int, n_tracon_negative: int, n_vtti: int) -> list[tuple[str, dict]]:
-    tracon = _manifest_rows("tracon")
-    positives = [r for r in tracon if r["has_cone"] == "1"][:n_tracon_positive]
-    negatives = [r for r in tracon if r["has_cone"] == "0"][:n_tracon_negative]
-    vtti = [r for r in _manifest_rows("vtti") if r["has_box_annotations"] == "yes"][:n_vtti]
-    vtti_label_only = [r for r in _manifest_rows("vtti") if r["has_box_annotations"] == "no"][:1]
-    return (
-        [("tracon", r) for r in positives + negatives]
-        + [("vtti", r) for r in vtti]
-        + [("vtti_label_only", r) for r in vtti_label_only]
-    )
-
-
-def _simulated_predictions(index: int, positive: bool, boxes: list[list]) -> list[StoredPrediction]:
-    """Deterministic cascade outputs: a detector that mostly agrees, a VLM wrong on every 4th image."""
-    detector_score = (0.8 if positive else 0.2) + 0.01 * (index % 7)
-    vlm_wrong = index % 4 == 0
-    vlm_score = 0.9 if positive != vlm_wrong else 0.1
-    return [
-        StoredPrediction(
-            model="yolo-cascade",
-            model_version="3",
-            score=detector_score,
-            boxes=[[*box[:5], 0.7] for box in boxes[:3]],
-        ),
-        StoredPrediction(
-            model="vlm-qwen", model_version="1", score=vlm_score, label=CLASSES[int(vlm_score >= 0.5)]
-        ),
-    ]
-
-
-def build_roadwork_dataset(
-    root: Path, n_tracon_positive: int = 8, n_tracon_negative: int = 8, n_vtti: int = 8
-) -> DatasetVersionDir:
-    """A binary roadwork dataset version from the real sample images, human boxes and cascade predictions.
-
-    Splits cycle train, train, val, holdout so every split holds positives and negatives.
-    """
-    records = []
-    for index, (source, row) in enumerate(_roadwork_rows(n_tracon_positive, n_tracon_negative, n_vtti)):
-        folder = "vtti" if source.startswith("vtti") else "tracon"
-        positive = source.startswith("vtti") or row["has_cone"] == "1"
-        boxes = [] if source == "vtti_label_only" else _normalised_boxes(row)
-        records.append(
-            DatasetRecord(
-                item_id=1000 + index,
-                external_id=f"{folder}/{row['file']}",
-                image=str(ROADWORK / folder / row["file"]),
-                label=int(positive),
-                split=("train", "train", "val", "holdout")[index % 4],
-                boxes=boxes,
-                predictions=_simulated_predictions(index, positive, boxes),
-                metadata={
-                    "width": int(row["width"]),
-                    "height": int(row["height"]),
-                    "source": folder,
-                    **({"is_night": row["day"] == "0"} if folder == "vtti" else {}),
-                },
-            )
-        )
-    info = DatasetInfo(project="roadwork", version=1, classes=CLASSES, box_classes=BOX_CLASSES)
-    return write_dataset_dir(root, info, records)
-
-
-@pytest.fixture(scope="module")
-def roadwork(tmp_path_factory) -> DatasetVersionDir:
-    return build_roadwork_dataset(tmp_path_factory.mktemp("dataset"))
+def _size(dataset: DatasetVersionDir, record: DatasetRecord) -> tuple[int, int]:
+    with PILImage.open(dataset.image_path(record)) as image:
+        return image.size
 
 
 def test_jsonl_export_loads_with_hf_datasets_with_every_split_and_column(roadwork, tmp_path):
@@ -135,11 +48,11 @@ def test_jsonl_export_loads_with_hf_datasets_with_every_split_and_column(roadwor
     }
     first = roadwork.records("train")[0]
     row = loaded["train"][0]
-    assert (row["item_id"], row["label_name"], row["split"]) == (first.item_id, "roadwork", "train")
+    assert (row["item_id"], row["label_name"], row["split"]) == (first.item_id, CLASSES[first.label], "train")
     assert [v for box in row["boxes"] for v in box] == pytest.approx([v for box in first.boxes for v in box])
     assert json.loads(row["metadata"]) == first.metadata
     image = loaded["train"].cast_column("image", Image())[0]["image"]
-    assert image.size == (first.metadata["width"], first.metadata["height"])
+    assert image.size == _size(roadwork, first)
 
 
 def test_parquet_export_loads_with_hf_datasets_with_the_same_rows_as_the_manifest(roadwork, tmp_path):
@@ -164,8 +77,7 @@ def test_imagefolder_export_loads_with_hf_imagefolder_with_class_labels_from_fol
 
     assert sorted(loaded) == ["test", "train", "validation"]
     assert loaded["train"].features["label"].names == CLASSES
-    expected = sorted(r.label for r in roadwork.records("train"))
-    assert sorted(loaded["train"]["label"]) == expected
+    assert sorted(loaded["train"]["label"]) == sorted(r.label for r in roadwork.records("train"))
     assert loaded["test"].num_rows == len(roadwork.records("holdout"))
 
 
@@ -175,25 +87,27 @@ def test_yolo_export_writes_normalised_centre_boxes_for_every_human_box(roadwork
     data_yaml = export_dataset(roadwork, "yolo", tmp_path / "yolo")
     data = yaml.safe_load(data_yaml.read_text())
 
-    assert data["names"] == dict(enumerate(BOX_CLASSES))
+    assert data["names"] == dict(enumerate(roadwork.info.box_classes))
     assert (data["train"], data["val"], data["test"]) == ("images/train", "images/val", "images/test")
-    record = next(r for r in roadwork.records("train") if r.boxes)
+    record = _first_boxed(roadwork, "train")
     lines = (data_yaml.parent / "labels" / "train" / f"{record.item_id}.txt").read_text().splitlines()
+    assert len(lines) == len(record.boxes)
     cls, cx, cy, w, h = lines[0].split()
     x1, y1, x2, y2, box_cls = record.boxes[0]
     assert int(cls) == box_cls
-    assert (float(cx), float(cy), float(w), float(h)) == pytest.approx(
-        ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), abs=1e-6
-    )
-    assert len(lines) == len(record.boxes)
+    expected = ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1)
+    assert (float(cx), float(cy), float(w), float(h)) == pytest.approx(expected, abs=1e-6)
 
 
 def test_yolo_export_keeps_negatives_as_empty_labels_and_drops_positives_without_boxes(roadwork, tmp_path):
-    data_yaml = export_dataset(roadwork, "yolo", tmp_path / "yolo")
+    records = roadwork.records()
+    label_only = next(r for r in records if r.boxes)
+    label_only.boxes = []  # a positive labelled at image level only
+    dataset = write_dataset_dir(tmp_path / "version", roadwork.info, records)
+    data_yaml = export_dataset(dataset, "yolo", tmp_path / "yolo")
     labels = {p.stem: p for p in (data_yaml.parent / "labels").rglob("*.txt")}
 
-    negative = next(r for r in roadwork.records() if r.label == 0)
-    label_only = next(r for r in roadwork.records() if r.label == 1 and not r.boxes)
+    negative = next(r for r in records if r.label == 0)
     assert labels[str(negative.item_id)].read_text() == ""
     assert str(label_only.item_id) not in labels
 
@@ -201,9 +115,10 @@ def test_yolo_export_keeps_negatives_as_empty_labels_and_drops_positives_without
 def test_yolo_export_links_images_instead_of_copying_them(roadwork, tmp_path):
     data_yaml = export_dataset(roadwork, "yolo", tmp_path / "yolo")
     record = roadwork.records("train")[0]
-    exported = data_yaml.parent / "images" / "train" / f"{record.item_id}.jpg"
+    source = roadwork.image_path(record)
+    exported = data_yaml.parent / "images" / "train" / f"{record.item_id}{source.suffix.lower()}"
 
-    assert exported.is_symlink() or os.stat(exported).st_ino == os.stat(roadwork.image_path(record)).st_ino
+    assert exported.is_symlink() or os.stat(exported).st_ino == os.stat(source).st_ino
 
 
 def test_coco_export_loads_with_pycocotools_with_pixel_boxes(roadwork, tmp_path):
@@ -212,15 +127,15 @@ def test_coco_export_loads_with_pycocotools_with_pixel_boxes(roadwork, tmp_path)
     out = export_dataset(roadwork, "coco", tmp_path / "coco")
     coco = COCO(str(out / "annotations" / "instances_train.json"))
 
-    record = next(r for r in roadwork.records("train") if r.boxes)
-    width, height = record.metadata["width"], record.metadata["height"]
-    assert coco.imgs[record.item_id]["width"] == width
+    record = _first_boxed(roadwork, "train")
+    width, height = _size(roadwork, record)
+    assert (coco.imgs[record.item_id]["width"], coco.imgs[record.item_id]["height"]) == (width, height)
     anns = coco.loadAnns(coco.getAnnIds(imgIds=[record.item_id]))
     assert len(anns) == len(record.boxes)
     x1, y1, x2, y2, cls = record.boxes[0]
     assert anns[0]["bbox"] == pytest.approx([x1 * width, y1 * height, (x2 - x1) * width, (y2 - y1) * height])
     assert anns[0]["area"] == pytest.approx((x2 - x1) * width * (y2 - y1) * height)
-    assert coco.loadCats(anns[0]["category_id"])[0]["name"] == BOX_CLASSES[cls]
+    assert coco.loadCats(anns[0]["category_id"])[0]["name"] == roadwork.info.box_classes[cls]
     assert (out / "images" / "train" / coco.imgs[record.item_id]["file_name"]).exists()
 
 
@@ -230,26 +145,24 @@ def test_label_studio_export_follows_the_task_format_with_annotations_and_predic
     config = (out / "label_config.xml").read_text()
 
     assert len(tasks) == len(roadwork.records())
-    record = next(r for r in roadwork.records() if r.boxes)
+    record = _first_boxed(roadwork)
     task = next(t for t in tasks if t["data"]["item_id"] == record.item_id)
     assert task["data"]["image"].startswith("/data/local-files/?d=")
-    result = task["annotations"][0]["result"]
-    assert result[0] == {
+    choice, rect = task["annotations"][0]["result"][:2]
+    assert choice == {
         "from_name": "label",
         "to_name": "image",
         "type": "choices",
-        "value": {"choices": ["roadwork"]},
+        "value": {"choices": ["positive"]},
     }
-    rect = result[1]
     x1, y1, x2, y2, cls = record.boxes[0]
-    assert rect["type"] == "rectanglelabels" and rect["original_width"] == record.metadata["width"]
+    assert rect["type"] == "rectanglelabels" and rect["original_width"] == _size(roadwork, record)[0]
     assert (rect["value"]["x"], rect["value"]["width"]) == pytest.approx((100 * x1, 100 * (x2 - x1)))
-    assert rect["value"]["rectanglelabels"] == [BOX_CLASSES[cls]]
-    assert [p["model_version"] for p in task["predictions"]] == ["yolo-cascade@3", "vlm-qwen@1"]
+    assert rect["value"]["rectanglelabels"] == [roadwork.info.box_classes[cls]]
+    assert [p["model_version"] for p in task["predictions"]] == [f"{p.model}@1" for p in record.predictions]
     assert task["predictions"][0]["score"] == pytest.approx(record.predictions[0].score)
-    assert all(
-        r["from_name"] in config and r["to_name"] in config for p in task["predictions"] for r in p["result"]
-    )
+    results = [r for p in task["predictions"] for r in p["result"]]
+    assert results and all(f'name="{r["from_name"]}" toName="{r["to_name"]}"' in config for r in results)
 
 
 def test_export_dataset_rejects_an_unknown_format(roadwork, tmp_path):
