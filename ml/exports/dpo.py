@@ -7,17 +7,13 @@ from pathlib import Path
 
 from ml.dataset import DatasetVersionDir
 
-DEFAULT_LOW_CONFIDENCE_MARGIN = 0.2
+DEFAULT_LOW_CONFIDENCE_MARGIN = 0.15  # VlmDpoConfig's default, so an export matches what a job trains on
 
 
-def default_vlm_model(dataset: DatasetVersionDir) -> str:
-    """The cascade model whose name says it is a VLM (the most frequent one if several)."""
+def default_vlm_model(dataset: DatasetVersionDir) -> str | None:
+    """The cascade model whose name says it is a VLM (the most frequent one if several); None if none is."""
     names = Counter(p.model for r in dataset.records() for p in r.predictions if "vlm" in p.model.lower())
-    if not names:
-        raise ValueError(
-            "vlm_model: no stored prediction comes from a model named like a VLM; pass vlm_model"
-        )
-    return names.most_common(1)[0][0]
+    return names.most_common(1)[0][0] if names else None
 
 
 def export_dpo_pairs(
@@ -27,7 +23,10 @@ def export_dpo_pairs(
     vlm_model: str | None = None,
     low_confidence_margin: float = DEFAULT_LOW_CONFIDENCE_MARGIN,
 ) -> Path:
-    """`out/{train,val}.jsonl` of preference pairs built by `ml.training.vlm.pairs`."""
+    """`out/{train,val}.jsonl` of preference pairs built by `ml.training.vlm.pairs`.
+
+    Without a VLM among the stored predictions, every labelled item pairs its answer with the opposite one.
+    """
     from ml.training.vlm.pairs import build_preference_pairs, write_pairs_jsonl
 
     model = vlm_model or default_vlm_model(dataset)

@@ -169,3 +169,22 @@ def test_export_dataset_rejects_an_unknown_format(roadwork, tmp_path):
     with pytest.raises(ValueError, match="fmt: unknown export format"):
         export_dataset(roadwork, "pascal_voc", tmp_path)
     assert "yolo" in EXPORT_FORMATS and "dpo_pairs" in EXPORT_FORMATS
+
+
+def test_dpo_pairs_export_prefers_the_human_answer_over_the_vlms_wrong_one(roadwork, tmp_path):
+    from datasets import load_dataset
+
+    out = export_dataset(roadwork, "dpo_pairs", tmp_path / "dpo")
+    pairs = load_dataset("json", data_files=str(out / "train.jsonl"), cache_dir=str(tmp_path / "hf"))["train"]
+
+    records = {r.item_id: r for r in roadwork.records("train")}
+    wrong = [
+        r.item_id
+        for r in records.values()
+        if (next(p for p in r.predictions if p.model == "vlm").score >= 0.5) != (r.label == 1)
+    ]
+    assert wrong and set(wrong) <= set(pairs["item_id"])
+    pair = pairs[pairs["item_id"].index(wrong[0])]
+    assert pair["reason"] == "disagreement" and pair["chosen"] != pair["rejected"]
+    assert pair["images"] == [str(roadwork.image_path(records[wrong[0]]))]
+    assert set(pair) >= {"prompt", "chosen", "rejected", "images"}
