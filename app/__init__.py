@@ -1,0 +1,1 @@
+"""Hardcase web server: FastAPI app, domains packaged by feature. Never imports torch."""

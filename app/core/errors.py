@@ -1,0 +1,64 @@
+"""Every error leaves as JSON naming the field: {"detail": str, "errors": [{"field", "message"}]}."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("hardcase")
+
+
+class ApiError(Exception):
+    def __init__(self, status_code: int, field: str, message: str) -> None:
+        super().__init__(message)
+        self.status_code, self.field, self.message = status_code, field, message
+
+
+def error_body(detail: str, errors: list[dict[str, str]]) -> dict:
+    return {"detail": detail, "errors": errors}
+
+
+def _loc_to_field(loc: tuple | list) -> str:
+    parts = [p for p in loc if p not in ("body", "query", "path", "header", "cookie")] or list(loc[:1])
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(
+            error_body(exc.message, [{"field": exc.field, "message": exc.message}]),
+            status_code=exc.status_code,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _loc_to_field(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return JSONResponse(error_body(detail, errors), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.detail, dict) and "errors" in exc.detail:
+            return JSONResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+        detail = str(exc.detail)
+        return JSONResponse(
+            error_body(detail, [{"field": "request", "message": detail}]),
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            error_body("internal error", [{"field": "server", "message": type(exc).__name__}]),
+            status_code=500,
+        )

@@ -1,0 +1,147 @@
+"""`hardcase demo`: a 'roadwork' project with the real sample photos and three simulated cascade models that
+behave differently (a cone detector, an image classifier, a VLM), so a newcomer can label at once."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from sqlalchemy import func, select
+
+from app.auth.keys import create_api_key
+from app.auth.users import create_user, get_by_username
+from app.core.blobs import BlobStore
+from app.core.config import Settings
+from app.core.db import make_engine, make_sessionmaker, session_scope
+from app.ingest.models import Item
+from app.ingest.service import ingest_batch
+from app.projects.schemas import ProjectCreate
+from app.projects.service import get_or_create
+from ml.sample_data import has_sample_data, roadwork_pool, synthetic_roadwork_images
+
+DEMO_PROJECT = "roadwork"
+DEMO_USERS = {"admin": "admin", "reviewer": "reviewer", "annotator": "annotator"}
+
+
+def _sigmoid(x: float) -> float:
+    return float(1 / (1 + np.exp(-x)))
+
+
+def simulated_cascade(label: int, boxes: list[list], is_night: bool, rng: np.random.Generator) -> list[dict]:
+    """Three models with different blind spots: the detector misses at night, the VLM is confidently wrong
+    now and then, the classifier is noisy everywhere. Their disagreements are what the queue surfaces."""
+    sign = 1 if label else -1
+    det_skill = 0.6 if is_night else 2.5
+    det_score = _sigmoid(sign * det_skill + rng.normal(0, 1.0))
+    det_boxes = [
+        [*(float(np.clip(v + rng.normal(0, 0.01), 0, 1)) for v in b[:4]), int(b[4]), round(det_score, 3)]
+        for b in boxes
+        if det_score > 0.3
+    ]
+    det_boxes = [
+        [min(b[0], b[2]), min(b[1], b[3]), max(b[0], b[2]), max(b[1], b[3]), b[4], b[5]] for b in det_boxes
+    ]
+    vlm_wrong = rng.random() < (0.35 if is_night else 0.15)
+    vlm_says_yes = bool(label) != vlm_wrong
+    vlm_score = float(np.clip((0.9 if vlm_says_yes else 0.1) + rng.normal(0, 0.05), 0.01, 0.99))
+    clf_score = _sigmoid(sign * 1.2 + rng.normal(0, 1.3))
+    return [
+        {
+            "model": "yolo-cones",
+            "model_version": "v8n-2026.10",
+            "score": round(det_score, 4),
+            "boxes": det_boxes,
+        },
+        {"model": "vit-roadwork", "model_version": "b16-lora-3", "score": round(clf_score, 4)},
+        {
+            "model": "qwen2.5-vl",
+            "model_version": "7b-instruct",
+            "score": round(vlm_score, 4),
+            "label": "yes" if vlm_says_yes else "no",
+        },
+    ]
+
+
+def _demo_images(limit: int) -> tuple[list[dict], list[str]]:
+    if has_sample_data():
+        pool, box_classes = roadwork_pool()
+        for entry in pool:
+            entry["name"] = f"{entry['source']}/{entry['image'].stem}"
+            entry["image_bytes"] = entry["image"].read_bytes()
+    else:
+        pool, box_classes = synthetic_roadwork_images(120), ["cone"]
+    return (pool[:limit] if limit else pool), box_classes
+
+
+def _raw_items(pool: list[dict], rng: np.random.Generator) -> tuple[list[dict], dict[str, bytes]]:
+    start = datetime(2026, 11, 1, 7, 0, tzinfo=UTC)
+    items, files = [], {}
+    for index, entry in enumerate(pool):
+        files[entry["name"]] = entry["image_bytes"]
+        camera = "vtti-dashcam" if entry["source"] == "vtti" else f"{entry['source']}-cam-{index % 5}"
+        items.append(
+            {
+                "external_id": entry["name"],
+                "image": {"file": entry["name"]},
+                "metadata": {
+                    "captured_at": (start + timedelta(minutes=7 * index)).isoformat(),
+                    "camera_id": camera,
+                    "is_night": entry["is_night"],
+                    "tags": [entry["source"]],
+                },
+                "predictions": simulated_cascade(entry["label"], entry["boxes"], entry["is_night"], rng),
+            }
+        )
+    return items, files
+
+
+def seed_demo(settings: Settings, limit: int = 0) -> None:
+    sessions = make_sessionmaker(make_engine(settings.resolved_database_url))
+    pool, box_classes = _demo_images(limit)
+    with session_scope(sessions) as session:
+        project = get_or_create(
+            db_session=session,
+            project_in=ProjectCreate(
+                name=DEMO_PROJECT,
+                kind="binary",
+                classes=["no_roadwork", "roadwork"],
+                box_classes=box_classes,
+                threshold=0.5,
+            ),
+        )
+        for username, role in (("admin", "admin"), ("reviewer", "reviewer"), ("annotator", "annotator")):
+            if get_by_username(db_session=session, username=username) is None:
+                create_user(
+                    db_session=session,
+                    username=username,
+                    password=os.environ.get("HARDCASE_DEMO_PASSWORD", DEMO_USERS[username]),
+                    role=role,
+                )
+        existing = session.scalar(select(func.count()).select_from(Item).where(Item.project_id == project.id))
+        key_secret = None
+        if not existing:
+            _, key_secret = create_api_key(db_session=session, name="demo-cascade", scopes=["ingest", "read"])
+        items, files = _raw_items(pool, np.random.default_rng(7))
+        blobs = BlobStore(settings.resolved_blob_dir)
+        summary = None
+        for start in range(0, len(items), 100):
+            summary = ingest_batch(
+                db_session=session,
+                project=project,
+                raw_items=items[start : start + 100],
+                files=files,
+                blobs=blobs,
+                settings=settings,
+            )
+            for error in summary.errors:
+                print(f"  skipped {error.external_id}: {error.field}: {error.message}")
+    print(
+        f"demo project '{DEMO_PROJECT}': {len(items)} images with 3 simulated cascade models"
+        f"{'' if has_sample_data() else ' (synthetic images: shared/data not found)'}"
+    )
+    print(
+        "log in as admin/admin, reviewer/reviewer or annotator/annotator (set HARDCASE_DEMO_PASSWORD to change)"
+    )
+    if key_secret:
+        print(f"ingestion API key (shown once): {key_secret}")

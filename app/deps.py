@@ -1,0 +1,85 @@
+"""Dependencies as annotated aliases: routes read like their signature."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from sqlalchemy.orm import Session
+
+from app.auth import keys as key_service
+from app.auth.models import ApiKey
+from app.core.blobs import BlobStore
+from app.core.config import Settings
+from app.core.db import utcnow
+from app.core.errors import ApiError
+from app.projects import service as project_service
+from app.projects.models import Project
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    session = request.app.state.sessionmaker()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def get_blobs(request: Request) -> BlobStore:
+    return request.app.state.blobs
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
+BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
+
+
+def get_project(session: SessionDep, project: Annotated[str, Path(description="project name")]) -> Project:
+    found = project_service.get_by_name(db_session=session, name=project)
+    if found is None:
+        raise ApiError(404, "project", f"unknown project {project!r}")
+    return found
+
+
+ProjectDep = Annotated[Project, Depends(get_project)]
+
+
+def _secret_from(request: Request) -> str | None:
+    header = request.headers.get("x-api-key")
+    if header:
+        return header
+    auth = request.headers.get("authorization", "")
+    return auth[7:] if auth.lower().startswith("bearer ") else None
+
+
+def require_api_key(scope: str):
+    """A dependency factory: the request must carry an active key with `scope` (and for this project)."""
+
+    def dependency(request: Request, session: SessionDep) -> ApiKey:
+        secret = _secret_from(request)
+        if not secret:
+            raise ApiError(401, "X-API-Key", "an API key is required (X-API-Key or Authorization: Bearer)")
+        key = key_service.find_active_key(db_session=session, secret=secret)
+        if key is None:
+            raise ApiError(401, "X-API-Key", "unknown or revoked API key")
+        if scope not in key.scopes:
+            raise ApiError(403, "X-API-Key", f"this key lacks the {scope!r} scope")
+        project_name = request.path_params.get("project")
+        if key.project_id is not None and project_name is not None:
+            project = project_service.get_by_name(db_session=session, name=project_name)
+            if project is not None and project.id != key.project_id:
+                raise ApiError(403, "X-API-Key", "this key is scoped to another project")
+        key.last_used_at = utcnow()
+        session.commit()
+        return key
+
+    return dependency
+
+
+IngestKey = Annotated[ApiKey, Depends(require_api_key("ingest"))]
+ReadKey = Annotated[ApiKey, Depends(require_api_key("read"))]

@@ -1,0 +1,34 @@
+"""The FastAPI application factory: one app per settings object (tests build several)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from app.core.blobs import BlobStore
+from app.core.config import Settings, get_settings
+from app.core.db import make_engine, make_sessionmaker
+from app.core.errors import install_error_handlers
+from app.ingest.routes import router as ingest_router
+from app.projects.routes import router as projects_router
+
+ROUTERS = [projects_router, ingest_router]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Hardcase", version="0.1.0", description="Active learning for vision models in production."
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.resolved_database_url)
+    app.state.sessionmaker = make_sessionmaker(app.state.engine)
+    app.state.blobs = BlobStore(settings.resolved_blob_dir)
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

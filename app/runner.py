@@ -1,0 +1,146 @@
+"""Process commands: `hardcase serve`, `hardcase worker`, `hardcase up` (API + worker + embedded Redis), `demo`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from app.core.config import EMBEDDED, Settings, get_settings
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+
+
+def worker_command(queues: str, concurrency: int, beat: bool) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency),
+        "--loglevel",
+        "INFO",
+        "-n",
+        f"hardcase-{os.getpid()}@%h",
+    ]
+    if beat:
+        cmd += ["-B", "-s", str(get_settings().data_dir.resolve() / "celerybeat-schedule")]
+    return cmd
+
+
+@contextmanager
+def embedded_broker(settings: Settings) -> Iterator[None]:
+    """Starts the Hardcase-managed Redis when the broker is 'embedded'; always stops it on the way out."""
+    if settings.broker_url != EMBEDDED:
+        yield
+        return
+    from app.core.embedded_redis import EmbeddedRedis
+
+    broker = EmbeddedRedis(settings.redis_socket)
+    pid = broker.start()
+    print(f"embedded redis (pid {pid}) at {settings.redis_socket}", flush=True)
+    try:
+        yield
+    finally:
+        broker.stop()
+        print("embedded redis stopped", flush=True)
+
+
+@contextmanager
+def worker_process(queues: str, concurrency: int, beat: bool) -> Iterator[subprocess.Popen]:
+    proc = subprocess.Popen(worker_command(queues, concurrency, beat), env=os.environ.copy())
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _pin_data_dir(settings: Settings) -> None:
+    """Child processes must see the same absolute data dir, whatever their working directory."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["HARDCASE_DATA_DIR"] = str(settings.data_dir.resolve())
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from app.core.migrate import upgrade
+
+    settings = get_settings()
+    _pin_data_dir(settings)
+    upgrade(settings.resolved_database_url)
+    if args.demo:
+        from app.demo import seed_demo
+
+        seed_demo(settings)
+    with embedded_broker(settings), worker_process("cpu,gpu", args.concurrency, beat=True):
+        print(
+            f"Hardcase on http://{args.host}:{args.port}  (Ctrl-C stops API, worker and broker)", flush=True
+        )
+        serve(settings, args.host, args.port)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    serve(get_settings(), args.host, args.port)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    os.execv(sys.executable, worker_command(args.queues, args.concurrency, args.beat))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from app.core.migrate import upgrade
+    from app.demo import seed_demo
+
+    settings = get_settings()
+    _pin_data_dir(settings)
+    upgrade(settings.resolved_database_url)
+    seed_demo(settings, limit=args.limit)
+    return 0
+
+
+def register(sub) -> None:
+    up = sub.add_parser("up", help="run API + worker (+ embedded Redis): the whole product on one machine")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--concurrency", type=int, default=1)
+    up.add_argument("--demo", action="store_true", help="seed the demo project first (idempotent)")
+    up.set_defaults(func=cmd_up)
+
+    srv = sub.add_parser("serve", help="run the API only (production: several behind a proxy)")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.set_defaults(func=cmd_serve)
+
+    wk = sub.add_parser("worker", help="run a Celery worker")
+    wk.add_argument("--queues", default="cpu,gpu", help="cpu, gpu or both")
+    wk.add_argument("--concurrency", type=int, default=1)
+    wk.add_argument(
+        "--beat", action="store_true", help="also run the periodic scheduler (one per deployment)"
+    )
+    wk.set_defaults(func=cmd_worker)
+
+    demo = sub.add_parser("demo", help="create the 'roadwork' demo project with real images and predictions")
+    demo.add_argument("--limit", type=int, default=0, help="at most this many images (0 = all)")
+    demo.set_defaults(func=cmd_demo)

@@ -1,0 +1,110 @@
+"""The real sample photos in shared/data (roadwork positives, non-road negatives), read from their manifests.
+
+The folder is configurable with HARDCASE_SAMPLE_DATA; its licenses allow test and demo use, not redistribution,
+so nothing here copies it. `synthetic_roadwork_images` stands in where the folder is absent.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def sample_data_dir() -> Path:
+    default = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return Path(os.environ.get("HARDCASE_SAMPLE_DATA", default))
+
+
+def has_sample_data(data_dir: Path | None = None) -> bool:
+    return ((data_dir or sample_data_dir()) / "roadwork" / "tracon" / "manifest.csv").exists()
+
+
+def _yolo_boxes(label_file: Path, class_offset: int) -> list[list]:
+    """YOLO (class cx cy w h, normalised) -> [x1, y1, x2, y2, class_index], normalised."""
+    if not label_file.exists():
+        return []
+    boxes = []
+    for line in label_file.read_text().splitlines():
+        parts = line.split()
+        if len(parts) != 5:
+            continue
+        cls, cx, cy, w, h = int(parts[0]), *map(float, parts[1:])
+        boxes.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, cls + class_offset])
+    return boxes
+
+
+def _class_names(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def roadwork_pool(data_dir: Path | None = None) -> tuple[list[dict], list[str]]:
+    """Every real photo with its label, boxes and day/night flag; and the merged box class names.
+
+    Each entry: {"source", "image" (Path), "label" (1 = roadwork), "boxes" ([x1,y1,x2,y2,class] normalised),
+    "is_night"}.
+    """
+    data_dir = data_dir or sample_data_dir()
+    tracon, vtti = data_dir / "roadwork" / "tracon", data_dir / "roadwork" / "vtti"
+    tracon_classes = _class_names(tracon / "classes.txt")
+    pool = []
+    with (tracon / "manifest.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            image = tracon / row["file"]
+            boxes = _yolo_boxes(tracon / "labels" / (image.stem + ".txt"), 0)
+            pool.append(
+                {
+                    "source": "tracon",
+                    "image": image,
+                    "label": int(row["has_cone"]),
+                    "boxes": boxes,
+                    "is_night": False,
+                }
+            )
+    with (vtti / "manifest.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            image = vtti / row["file"]
+            boxes = _yolo_boxes(vtti / "labels_yolo" / (image.stem + ".txt"), len(tracon_classes))
+            pool.append(
+                {"source": "vtti", "image": image, "label": 1, "boxes": boxes, "is_night": row["day"] == "0"}
+            )
+    for image in sorted((data_dir / "negatives").iterdir()):
+        if image.suffix.lower() in IMAGE_SUFFIXES:
+            pool.append({"source": "negatives", "image": image, "label": 0, "boxes": [], "is_night": False})
+    return pool, tracon_classes + _class_names(vtti / "classes.txt")
+
+
+def synthetic_roadwork_images(n: int, seed: int = 0, size: int = 160) -> list[dict]:
+    """Drawn stand-ins (grey road, orange cones on positives) for machines without the sample folder."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for index in range(n):
+        label = int(rng.random() < 0.3)
+        image = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(60, 140, 3)))
+        draw = ImageDraw.Draw(image)
+        draw.rectangle([0, size * 0.6, size, size], fill=(70, 70, 75))
+        boxes = []
+        for _ in range(int(rng.integers(1, 4)) if label else 0):
+            x, y, w = float(rng.uniform(10, size - 40)), float(rng.uniform(size * 0.55, size - 40)), 20.0
+            draw.polygon([(x, y + 30), (x + w / 2, y), (x + w, y + 30)], fill=(255, 120, 0))
+            boxes.append([x / size, y / size, (x + w) / size, (y + 30) / size, 0])
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        out.append(
+            {
+                "source": "synthetic",
+                "image_bytes": buffer.getvalue(),
+                "name": f"synthetic-{index:04d}",
+                "label": label,
+                "boxes": boxes,
+                "is_night": bool(rng.random() < 0.2),
+            }
+        )
+    return out

@@ -1,0 +1,31 @@
+"""Regenerates the single initial migration from the models (pre-1.0 only: no deployed databases yet).
+
+Usage: python scripts/regen_migration.py   — after changing any model. Once released, add revisions instead.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from alembic import command
+
+from app.core.migrate import MIGRATIONS_DIR, alembic_config
+
+
+def main() -> None:
+    for old in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        old.unlink()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = alembic_config(f"sqlite:///{Path(tmp) / 'empty.db'}")
+        command.revision(config, message="initial schema", autogenerate=True, rev_id="0001")
+    ruff = [sys.executable, "-m", "ruff"]
+    subprocess.run([*ruff, "check", "--fix", "-q", str(MIGRATIONS_DIR / "versions")], check=False)
+    subprocess.run([*ruff, "format", "-q", str(MIGRATIONS_DIR / "versions")], check=False)
+    print("wrote", *sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("*.py")))
+
+
+if __name__ == "__main__":
+    main()
