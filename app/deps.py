@@ -9,7 +9,8 @@ from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from app.auth import keys as key_service
-from app.auth.models import ApiKey
+from app.auth.models import ApiKey, User
+from app.auth.sessions import csrf_ok, read_session
 from app.core.blobs import BlobStore
 from app.core.config import Settings
 from app.core.db import utcnow
@@ -83,3 +84,37 @@ def require_api_key(scope: str):
 
 IngestKey = Annotated[ApiKey, Depends(require_api_key("ingest"))]
 ReadKey = Annotated[ApiKey, Depends(require_api_key("read"))]
+
+
+# --- browser users -----------------------------------------------------------------------------------------
+
+ROLE_RANK = {"annotator": 0, "reviewer": 1, "admin": 2}
+
+
+async def get_current_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
+    data = read_session(request, settings.secret_key)
+    user = session.get(User, data.user_id) if data else None
+    if data is None or user is None or not user.is_active:
+        raise ApiError(401, "session", "log in first")
+    if not await csrf_ok(request, data):
+        raise ApiError(403, "csrf_token", "missing or wrong CSRF token")
+    request.state.csrf = data.csrf
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_role(role: str):
+    """A dependency: the logged-in user must hold `role` or a higher one (annotator < reviewer < admin)."""
+
+    def dependency(user: CurrentUser) -> User:
+        if ROLE_RANK[user.role] < ROLE_RANK[role]:
+            raise ApiError(403, "role", f"this needs the {role} role")
+        return user
+
+    return dependency
+
+
+ReviewerUser = Annotated[User, Depends(require_role("reviewer"))]
+AdminUser = Annotated[User, Depends(require_role("admin"))]
