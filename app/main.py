@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from app.core.blobs import BlobStore
 from app.core.config import Settings, get_settings
@@ -10,6 +11,7 @@ from app.core.db import make_engine, make_sessionmaker
 from app.core.errors import install_error_handlers
 from app.ingest.routes import router as ingest_router
 from app.projects.routes import router as projects_router
+from app.web.templating import FRONTEND_DIR
 
 ROUTERS = [projects_router, ingest_router]
 
@@ -24,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.blobs = BlobStore(settings.resolved_blob_dir)
     install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=FRONTEND_DIR / "static"), name="static")
     for router in ROUTERS:
         app.include_router(router)
 
