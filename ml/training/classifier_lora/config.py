@@ -1,0 +1,52 @@
+"""Knobs of the classifier_lora job (torch-free)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ml.training.common.config import ImageTrainingConfig
+
+
+@dataclass
+class ClassifierLoraConfig(ImageTrainingConfig):
+    base_model: str = field(
+        default="google/vit-base-patch16-224-in21k",
+        metadata={
+            "help": "Local path or hub id (already in the local HF cache) of an image classifier backbone."
+        },
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA branch."})
+    target_modules: str = field(
+        default="auto",
+        metadata={"help": "Comma-separated module names to adapt; 'auto' detects the attention projections."},
+    )
+    modules_to_save: str = field(
+        default="auto",
+        metadata={"help": "Comma-separated modules trained in full; 'auto' = the classifier head."},
+    )
+    full_finetune: bool = field(
+        default=False, metadata={"help": "Train every weight without LoRA (a baseline for benchmarks)."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.base_model.strip():
+            raise ValueError("base_model: must name a local path or a hub id")
+        if self.lora_r <= 0:
+            raise ValueError("lora_r: must be positive")
+        if self.lora_alpha <= 0:
+            raise ValueError("lora_alpha: must be positive")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError("lora_dropout: must be in [0, 1)")
+        for name in ("target_modules", "modules_to_save"):
+            if not module_names(getattr(self, name)) and getattr(self, name).strip() != "auto":
+                raise ValueError(f"{name}: 'auto' or comma-separated module names")
+
+
+def module_names(value: str) -> list[str]:
+    """Names from a comma-separated knob; [] for 'auto'."""
+    if value.strip() == "auto":
+        return []
+    return [name.strip() for name in value.split(",") if name.strip()]
