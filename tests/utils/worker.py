@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from app.core.config import Settings
@@ -104,10 +104,8 @@ def stop_worker(proc: subprocess.Popen, timeout_s: float = 15) -> None:
 
 def kill_worker(proc: subprocess.Popen) -> None:
     """SIGKILL the whole process group: the main process and its prefork children, as a crash would."""
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait(timeout=15)
 
 
