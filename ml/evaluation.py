@@ -48,10 +48,15 @@ def mcc(labels, predictions) -> float:
 
 
 def _candidate_thresholds(scores: np.ndarray, n_thresholds: int) -> np.ndarray:
-    if scores.size and scores.min() >= 0.0 and scores.max() <= 1.0:
-        return np.linspace(0.0, 1.0, n_thresholds)
-    low, high = (float(scores.min()), float(scores.max())) if scores.size else (0.0, 1.0)
-    return np.linspace(low, high, n_thresholds)
+    """Midpoints between consecutive distinct scores (every distinct decision, whatever the score scale),
+    thinned to `n_thresholds` score quantiles when there are more; plus one rule predicting all and one none."""
+    distinct = np.unique(scores)
+    if distinct.size == 0:
+        return np.array([0.5])
+    if distinct.size > n_thresholds:
+        distinct = np.unique(np.quantile(scores, np.linspace(0.0, 1.0, n_thresholds)))
+    middles = (distinct[:-1] + distinct[1:]) / 2.0
+    return np.concatenate([[distinct[0]], middles, [np.nextafter(distinct[-1], np.inf)]])
 
 
 def mcc_curve(scores, labels, thresholds) -> np.ndarray:
@@ -70,7 +75,7 @@ def mcc_curve(scores, labels, thresholds) -> np.ndarray:
 
 
 def mcc_optimal_threshold(scores, labels, n_thresholds: int = 5000) -> tuple[float, float]:
-    """(threshold, mcc) maximising MCC of `score >= threshold` over an even grid of candidate thresholds.
+    """(threshold, mcc) maximising MCC of `score >= threshold`; at most `n_thresholds` candidates are tried.
 
     Among equally good thresholds, the middle of the best plateau is returned: it is the one furthest
     from flipping an item, so it transfers better from val to holdout than the plateau's edge.

@@ -140,3 +140,21 @@ def test_fit_temperature_accepts_two_column_logits():
     assert t > 1.0  # 2 of 5 confident answers are wrong: soften
     probs = apply_temperature(logits, t)
     assert probs[0] < 1 / (1 + math.exp(-4.0))
+
+
+def test_optimal_threshold_separates_scores_squeezed_near_one_half():
+    # a high calibration temperature packs every score into a band far narrower than a 1/5000 grid
+    scores = 0.5 + np.array([-4e-6, -3e-6, -1e-6, 1e-6, 2e-6, 5e-6])
+    threshold, best = mcc_optimal_threshold(scores, [0, 0, 0, 1, 1, 1])
+    assert best == pytest.approx(1.0)
+    assert scores[2] < threshold <= scores[3]
+
+
+def test_optimal_threshold_thins_candidates_to_the_requested_count_on_large_inputs():
+    rng = np.random.default_rng(5)
+    scores = rng.random(20000)
+    labels = (scores + rng.normal(0, 0.1, 20000) > 0.6).astype(int)
+    threshold, best = mcc_optimal_threshold(scores, labels, n_thresholds=5000)
+    exact = max(mcc(labels, scores >= t) for t in np.linspace(0.55, 0.65, 201))
+    assert best == pytest.approx(exact, abs=0.01)
+    assert 0.55 < threshold < 0.65

@@ -92,7 +92,7 @@ def input_size(requested: int, model: nn.Module, processor) -> int:
     """The requested size, else the model's configured size, else the processor's."""
     if requested > 0:
         return requested
-    configured = getattr(model.config, "image_size", None)
+    configured = getattr(getattr(model, "config", None), "image_size", None)
     if isinstance(configured, int):
         return configured
     size = getattr(processor, "size", None) or {}

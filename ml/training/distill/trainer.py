@@ -1,0 +1,226 @@
+"""distill: a student trained on α·T²·KL(teacher‖student at T) + (1−α)·CE(human label), where the teacher is
+the weighted ensemble of the cascade's stored predictions (the big models are never run again)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ml.dataset import DatasetRecord, DatasetVersionDir
+from ml.evaluation import binary_metrics, mcc_optimal_threshold
+from ml.training.common.data import (
+    NO_LABEL,
+    Normalisation,
+    class_weights,
+    require_binary,
+    split_data,
+    split_records,
+)
+from ml.training.common.finalize import finish_training, write_evaluation_files
+from ml.training.common.loop import logits_of, resolve_device, train_steps, val_mcc_evaluator
+from ml.training.common.model_card import write_model_card
+from ml.training.common.models import (
+    export_processor,
+    input_size,
+    load_image_classifier,
+    load_image_processor,
+    normalisation_of,
+    parameter_counts,
+)
+from ml.training.distill.config import TINY_CNN, DistillConfig
+from ml.training.distill.student import TinyCNN, save_tiny_cnn
+from ml.training.reporting import Reporter, TrainingResult
+
+PROBABILITY_CLIP = 1e-4  # a teacher score of exactly 0 or 1 has an infinite logit
+
+
+def teacher_probability(record: DatasetRecord, weights: dict[str, float]) -> float | None:
+    """Weighted mean of the stored P(positive) of the cascade models; None when none of them scored the item."""
+    pairs = [
+        (weights.get(p.model, 0.0) if weights else 1.0, float(p.score))
+        for p in record.predictions
+        if p.score is not None
+    ]
+    pairs = [(w, s) for w, s in pairs if w > 0]
+    if not pairs:
+        return None
+    return sum(w * s for w, s in pairs) / sum(w for w, _ in pairs)
+
+
+def teacher_extras(weights: dict[str, float]):
+    def extras(record: DatasetRecord) -> dict[str, torch.Tensor]:
+        prob = teacher_probability(record, weights)
+        return {
+            "teacher_prob": torch.tensor(0.5 if prob is None else prob, dtype=torch.float32),
+            "has_teacher": torch.tensor(prob is not None),
+        }
+
+    return extras
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_prob: torch.Tensor,
+    has_teacher: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    alpha: float,
+    temperature: float,
+    weights: torch.Tensor,
+) -> torch.Tensor:
+    """α·T²·KL(teacher_T ‖ student_T) over items with a teacher + (1−α)·CE over labeled items."""
+    loss = student_logits.new_zeros(())
+    if alpha > 0 and bool(has_teacher.any()):
+        p = teacher_prob[has_teacher].clamp(PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+        teacher_logit = torch.log(p) - torch.log1p(-p)
+        teacher_t = torch.sigmoid(teacher_logit / temperature)
+        target = torch.stack([1 - teacher_t, teacher_t], dim=-1)
+        student_log_t = F.log_softmax(student_logits[has_teacher] / temperature, dim=-1)
+        kl = F.kl_div(student_log_t, target, reduction="batchmean")
+        loss = loss + alpha * temperature**2 * kl
+    labeled = labels != NO_LABEL
+    if alpha < 1 and bool(labeled.any()):
+        loss = loss + (1 - alpha) * F.cross_entropy(student_logits[labeled], labels[labeled], weight=weights)
+    return loss
+
+
+def training_records(dataset: DatasetVersionDir, config: DistillConfig) -> list[DatasetRecord]:
+    """Labeled train items, plus unlabeled ones that have a teacher score when use_unlabeled."""
+
+    def usable(record: DatasetRecord) -> bool:
+        if record.label is not None:
+            return True
+        return config.use_unlabeled and teacher_probability(record, config.teacher_weights) is not None
+
+    return [r for r in split_records(dataset, "train", labeled_only=False) if usable(r)]
+
+
+def build_student(config: DistillConfig, classes: list[str]) -> tuple[nn.Module, object]:
+    torch.manual_seed(config.seed)
+    if config.student == TINY_CNN:
+        return TinyCNN(num_labels=len(classes), width=config.tiny_cnn_width), None
+    if not Path(config.student).exists():
+        raise ValueError(
+            f"student: {config.student!r} is neither 'tiny-cnn' nor an existing local model path"
+        )
+    return load_image_classifier(config.student, classes), load_image_processor(config.student)
+
+
+def teacher_metrics(
+    dataset: DatasetVersionDir, weights: dict[str, float], n_thresholds: int
+) -> dict[str, float]:
+    """The ensemble's holdout MCC at its own MCC-optimal val threshold: what the student must match."""
+
+    def scored(split) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [(teacher_probability(r, weights), r.label) for r in split_records(dataset, split)]
+        pairs = [(p, label) for p, label in pairs if p is not None]
+        return np.array([p for p, _ in pairs]), np.array([label for _, label in pairs])
+
+    val_scores, val_labels = scored("val")
+    holdout_scores, holdout_labels = scored("holdout")
+    if val_scores.size == 0 or holdout_scores.size == 0:
+        return {"teacher_n": float(holdout_scores.size)}
+    threshold, _ = mcc_optimal_threshold(val_scores, val_labels, n_thresholds)
+    holdout = binary_metrics(holdout_scores, holdout_labels, threshold)
+    return {
+        "teacher_mcc": holdout["mcc"],
+        "teacher_auroc": holdout["auroc"],
+        "teacher_threshold": threshold,
+        "teacher_n": holdout["n"],
+    }
+
+
+def save_student(
+    model: nn.Module, processor, artifact_dir: Path, size: int, normalisation: Normalisation
+) -> dict[str, str]:
+    if isinstance(model, TinyCNN):
+        preprocessing = {
+            "image_size": size,
+            "image_mean": list(normalisation.mean),
+            "image_std": list(normalisation.std),
+        }
+        save_tiny_cnn(model, artifact_dir / "student", preprocessing)
+        return {"model": "student"}
+    model.save_pretrained(artifact_dir / "merged")
+    export_processor(processor, size, normalisation).save_pretrained(artifact_dir / "merged")
+    return {"model": "merged"}
+
+
+def run(
+    config: DistillConfig, dataset: DatasetVersionDir, reporter: Reporter, workdir: Path
+) -> TrainingResult:
+    require_binary(dataset)
+    device = resolve_device(config.device)
+    model, processor = build_student(config, dataset.info.classes)
+    size = input_size(config.image_size, model, processor)
+    normalisation = normalisation_of(processor)
+    model.to(device)
+    train_records = training_records(dataset, config)
+    n_unlabeled = sum(r.label is None for r in train_records)
+    reporter.log(
+        f"distilling into {config.student}: {len(train_records)} train items ({n_unlabeled} unlabeled)"
+    )
+    data = split_data(
+        dataset,
+        train_records,
+        size,
+        normalisation,
+        augment=config.augment,
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+        extras=teacher_extras(config.teacher_weights),
+    )
+    weights = class_weights([r.label for r in train_records if r.label is not None], config.class_weighting)
+    weights = weights.to(device)
+
+    def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = logits_of(model, batch["pixel_values"])
+        return distillation_loss(
+            logits,
+            batch["teacher_prob"],
+            batch["has_teacher"],
+            batch["labels"],
+            alpha=config.alpha,
+            temperature=config.temperature,
+            weights=weights,
+        )
+
+    evaluate = val_mcc_evaluator(data.val, device, config.threshold_grid)
+    outcome = train_steps(model, data.train, loss_fn, evaluate, config, reporter, workdir, device)
+    trainable, _ = parameter_counts(model)
+    extra = {
+        "trainable_params": float(trainable),
+        "unlabeled_train_items": float(n_unlabeled),
+        **teacher_metrics(dataset, config.teacher_weights, config.threshold_grid),
+    }
+    calibration, metrics = finish_training(model, outcome, data, evaluate, config, device, reporter, extra)
+
+    artifact_dir = workdir / "artifacts"
+    files = write_evaluation_files(artifact_dir, calibration, metrics)
+    files.update(save_student(model.cpu(), processor, artifact_dir, size, normalisation))
+    teachers = ", ".join(f"{k}={v}" for k, v in config.teacher_weights.items()) or "all cascade models, equal"
+    write_model_card(
+        artifact_dir / "README.md",
+        title=f"{dataset.info.project} distilled student v{dataset.info.version}",
+        method=f"distillation (alpha={config.alpha}, T={config.temperature}; teachers: {teachers})",
+        base_model=config.student,
+        dataset=dataset.info,
+        threshold=calibration.threshold,
+        temperature=calibration.temperature,
+        metrics=metrics,
+        slices=calibration.slices,
+        settings=asdict(config),
+    )
+    files["model_card"] = "README.md"
+    return TrainingResult(
+        artifact_dir=artifact_dir,
+        threshold=calibration.threshold,
+        metrics=metrics,
+        holdout_scores=calibration.holdout_scores,
+        files=files,
+    )
