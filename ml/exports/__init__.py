@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ml.dataset import DatasetVersionDir
+from ml.exports._files import has_box_annotation
 from ml.exports.detection import export_coco, export_yolo
 from ml.exports.dpo import export_dpo_pairs
 from ml.exports.label_studio import export_label_studio
@@ -40,4 +41,5 @@ __all__ = [
     "export_label_studio",
     "export_parquet",
     "export_yolo",
+    "has_box_annotation",
 ]

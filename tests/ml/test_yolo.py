@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import subprocess
 import sys
 
@@ -25,13 +26,38 @@ def dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(dataset, tmp_path_factory):
+    """One training run with every outgoing connection refused and recorded."""
+    attempts: list = []
+
+    def refuse(sock, address):
+        attempts.append(address)
+        raise OSError("network disabled in this test")
+
     reporter = MemoryReporter()
-    result = run(YoloConfig(**TINY), dataset, reporter, tmp_path_factory.mktemp("yolo_job"))
-    return result, reporter
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", refuse)
+        patch.setattr(subprocess, "run", _no_downloads(subprocess.run, attempts))
+        result = run(YoloConfig(**TINY), dataset, reporter, tmp_path_factory.mktemp("yolo_job"))
+    return result, reporter, attempts
+
+
+def _no_downloads(real_run, attempts: list):
+    def guarded(cmd, *args, **kwargs):
+        if cmd and str(cmd[0]) in ("curl", "wget"):
+            attempts.append(cmd)
+            raise OSError("downloads disabled in this test")
+        return real_run(cmd, *args, **kwargs)
+
+    return guarded
+
+
+def test_training_never_touches_the_network(trained):
+    _, _, attempts = trained
+    assert attempts == []
 
 
 def test_training_writes_weights_data_threshold_metrics_and_model_card(trained):
-    result, _ = trained
+    result, _, _ = trained
 
     for role, name in result.files.items():
         assert (result.artifact_dir / name).is_file(), role
@@ -42,7 +68,7 @@ def test_training_writes_weights_data_threshold_metrics_and_model_card(trained):
 
 
 def test_training_reports_detection_and_image_level_metrics_on_the_holdout(trained, dataset):
-    result, _ = trained
+    result, _, _ = trained
 
     assert {"map50", "map50_95", "mcc", "f1", "auroc", "val_mcc"} <= set(result.metrics)
     assert 0.0 <= result.metrics["map50_95"] <= result.metrics["map50"] <= 1.0
@@ -52,14 +78,14 @@ def test_training_reports_detection_and_image_level_metrics_on_the_holdout(train
 
 
 def test_holdout_scores_cover_every_holdout_image_as_max_box_confidence(trained, dataset):
-    result, _ = trained
+    result, _, _ = trained
 
     assert set(result.holdout_scores) == {r.item_id for r in dataset.records("holdout")}
     assert all(0.0 <= score <= 1.0 for score in result.holdout_scores.values())
 
 
 def test_training_streams_per_batch_progress_and_per_epoch_losses_and_map(trained):
-    _, reporter = trained
+    _, reporter, _ = trained
 
     assert reporter.steps[-1] == (8, 8)
     assert [step for step, _ in reporter.history] == [1, 2]

@@ -33,7 +33,7 @@ class YoloConfig:
     hsv_s: float = field(default=0.7, metadata={"help": "Saturation jitter (fraction)."})
     hsv_v: float = field(default=0.4, metadata={"help": "Brightness jitter (fraction)."})
     patience: int = field(
-        default=20, metadata={"help": "Epochs without val improvement before stopping early."}
+        default=20, metadata={"help": "Epochs without val improvement before stopping early (0 = never)."}
     )
     amp: bool = field(
         default=True,

@@ -18,18 +18,17 @@ import yaml
 
 from ml.dataset import DatasetInfo, DatasetRecord, DatasetVersionDir
 from ml.evaluation import binary_metrics, mcc_optimal_threshold
-from ml.exports import export_yolo
-from ml.exports._files import has_box_annotation
+from ml.exports import export_yolo, has_box_annotation
 from ml.training.reporting import JobCancelled, Reporter, TrainingResult, check_cancelled
 from ml.training.yolo.config import YoloConfig
 
 RUN_NAME = "checkpoints"  # ultralytics writes workdir/checkpoints/weights/{last,best}.pt
 DONE_MARKER = "training_done.json"
 FONTS = ("Arial.ttf", "Arial.Unicode.ttf")
-DISABLED_INTEGRATIONS = {
-    "sync": False, "clearml": False, "comet": False, "dvc": False, "mlflow": False,
-    "raytune": False, "tensorboard": False, "wandb": False,
-}  # fmt: skip
+# Every ultralytics integration that would log to or sync with an outside service (8.4 has no "hub" key).
+DISABLED_INTEGRATIONS = dict.fromkeys(
+    ("sync", "clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb"), False
+)
 SCORE_BATCH = 32
 AMP_CHECK_WEIGHTS = "yolo26n.pt"  # what ultralytics 8.4's check_amp loads
 
@@ -185,15 +184,17 @@ def train_detector(
     return best
 
 
-def image_scores(model: Any, dataset: DatasetVersionDir, records: list[DatasetRecord], config: YoloConfig,
-                 device: str) -> dict[int, float]:  # fmt: skip
+def image_scores(
+    model: Any, dataset: DatasetVersionDir, records: list[DatasetRecord], config: YoloConfig, device: str
+) -> dict[int, float]:
     """item_id -> highest box confidence in the image (0.0 when nothing is detected)."""
     scores: dict[int, float] = {}
     for start in range(0, len(records), SCORE_BATCH):
         chunk = records[start : start + SCORE_BATCH]
         paths = [str(dataset.image_path(r)) for r in chunk]
-        results = model.predict(paths, imgsz=config.image_size, conf=config.score_conf, device=device,
-                                verbose=False, stream=True)  # fmt: skip
+        results = model.predict(
+            paths, imgsz=config.image_size, conf=config.score_conf, device=device, verbose=False, stream=True
+        )
         for record, result in zip(chunk, results, strict=True):
             conf = result.boxes.conf
             scores[record.item_id] = float(conf.max()) if len(conf) else 0.0
@@ -207,9 +208,19 @@ def holdout_detection_metrics(
     data = yaml.safe_load(data_yaml.read_text())
     if "test" not in data:
         return {}
-    result = model.val(data=str(data_yaml), split="test", imgsz=config.image_size, batch=config.batch,
-                       device=device, workers=config.workers, plots=False, verbose=False,
-                       project=str(workdir), name="holdout_val", exist_ok=True)  # fmt: skip
+    result = model.val(
+        data=str(data_yaml),
+        split="test",
+        imgsz=config.image_size,
+        batch=config.batch,
+        device=device,
+        workers=config.workers,
+        plots=False,
+        verbose=False,
+        project=str(workdir),
+        name="holdout_val",
+        exist_ok=True,
+    )
     box = result.box
     metrics = {"map50": float(box.map50), "map50_95": float(box.map)}
     for i, cls in enumerate(box.ap_class_index):
