@@ -122,6 +122,8 @@ class VlmBaseConfig:
             raise ValueError("eval_batch_size: must be positive")
         if self.max_length is not None and self.max_length < 32:
             raise ValueError("max_length: must be at least 32 tokens, or None")
+        if self.max_image_pixels is not None and self.max_image_pixels < 28 * 28 * 4:
+            raise ValueError("max_image_pixels: must be at least 3136 (four image tokens), or None")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError("warmup_ratio: must be in [0, 1)")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ml.dataset import DatasetRecord, DatasetVersionDir
-from ml.evaluation import binary_metrics, mcc_optimal_threshold
+from ml.evaluation import binary_metrics, mcc_optimal_threshold, reliability_curve, slice_mcc
 from ml.training.vlm.conversations import human_is_positive, parse_yes_no, question_prompt
 
 __all__ = ["VlmEvaluation", "answer_token_ids", "evaluate_vlm", "parse_yes_no", "score_p_yes"]
@@ -21,6 +21,8 @@ class VlmEvaluation:
     metrics: dict[str, float]
     holdout_scores: dict[int, float]
     val_scores: dict[int, float] = field(default_factory=dict)
+    slices: dict[str, dict] = field(default_factory=dict)
+    reliability: list[dict] = field(default_factory=list)
 
 
 def _single_token_ids(tokenizer: Any, spellings: tuple[str, ...]) -> list[int]:
@@ -118,6 +120,20 @@ def evaluate_vlm(
         model, processor, dataset, holdout_records, question=question, batch_size=batch_size
     )
     labeled, labels = _labeled(dataset, "holdout")
+    evaluation = VlmEvaluation(threshold, metrics, holdout_scores, val_scores)
     if labeled:
-        metrics.update(binary_metrics([holdout_scores[r.item_id] for r in labeled], labels, threshold))
-    return VlmEvaluation(threshold, metrics, holdout_scores, val_scores)
+        scores = [holdout_scores[r.item_id] for r in labeled]
+        metrics.update(binary_metrics(scores, labels, threshold))
+        evaluation.slices = _slices(scores, labels, threshold, labeled)
+        evaluation.reliability = reliability_curve(scores, labels)
+    return evaluation
+
+
+def _slices(scores: list[float], labels: list[int], threshold: float, records: list[DatasetRecord]) -> dict:
+    from ml.training.common.finalize import SLICE_KEYS
+
+    out = {}
+    for key in SLICE_KEYS:
+        values = [None if r.metadata.get(key) is None else str(r.metadata[key]) for r in records]
+        out[key] = slice_mcc(scores, labels, threshold, values)
+    return out

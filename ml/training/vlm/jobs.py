@@ -145,13 +145,20 @@ def write_artifacts(
     yes_ids, no_ids = answer_token_ids(loaded.processor.tokenizer)
     threshold = {
         "threshold": evaluation.threshold,
-        "score": "p_yes",
+        "score": "p_yes = p(yes tokens) / (p(yes tokens) + p(no tokens)) at the first answer position",
+        "val_mcc": evaluation.metrics.get("val_mcc"),
         "question": dataset.info.question,
         "yes_token_ids": yes_ids,
         "no_token_ids": no_ids,
     }
     (out / "threshold.json").write_text(json.dumps(threshold, indent=2))
-    (out / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2))
+    report = {
+        "summary": evaluation.metrics,
+        "holdout": {k: v for k, v in evaluation.metrics.items() if k not in ("val_mcc", "train_loss")},
+        "slices": evaluation.slices,
+        "reliability": evaluation.reliability,
+    }
+    (out / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
     (out / "holdout_scores.json").write_text(
         json.dumps({str(k): v for k, v in evaluation.holdout_scores.items()})
     )

@@ -25,27 +25,30 @@ def find_prediction(record: DatasetRecord, model: str | None) -> StoredPredictio
     return next((p for p in record.predictions if p.model == model), None)
 
 
-def model_says_yes(prediction: StoredPrediction) -> bool | None:
-    """The VLM's answer: its text when it commits, else its score against 0.5."""
+def model_says_yes(prediction: StoredPrediction, classes: list[str]) -> bool | None:
+    """The VLM's answer: its text when it says yes/no or names a class, else its score against 0.5."""
     parsed = parse_yes_no(prediction.label)
     if parsed is not None:
         return parsed
+    if prediction.label in classes[:2]:
+        return prediction.label == classes[1]
     if prediction.score is not None:
         return prediction.score >= 0.5
     return None
 
 
 def rejected_answer(
-    positive: bool, prediction: StoredPrediction | None, low_confidence_margin: float
+    positive: bool, prediction: StoredPrediction | None, low_confidence_margin: float, classes: list[str]
 ) -> tuple[str, str] | None:
     """(rejected text, reason) for one labeled item, or None when the VLM was right and sure."""
     opposite = NO if positive else YES
     if prediction is None:
         return opposite, "not_asked"
-    says_yes = model_says_yes(prediction)
+    says_yes = model_says_yes(prediction, classes)
     if says_yes is None:
         return opposite, "no_answer"
     if says_yes != positive:
+        # The VLM's own words when it answered in words; a class name or a bare score becomes "yes"/"no".
         own_text = (prediction.label or "").strip()
         return (own_text if parse_yes_no(own_text) is not None else opposite), "disagreement"
     if prediction.score is not None and abs(prediction.score - 0.5) < low_confidence_margin:
@@ -59,7 +62,7 @@ def _pair(
     positive = human_is_positive(record, info)
     if positive is None:
         return None
-    verdict = rejected_answer(positive, find_prediction(record, vlm_model), margin)
+    verdict = rejected_answer(positive, find_prediction(record, vlm_model), margin, info.classes)
     if verdict is None:
         return None
     rejected, reason = verdict

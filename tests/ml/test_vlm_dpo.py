@@ -1,0 +1,69 @@
+"""A tiny Qwen2-VL trained with trl DPO on the cascade VLM's wrong answers about real roadwork photos."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from ml.dataset import DatasetInfo, DatasetRecord, StoredPrediction, write_dataset_dir
+from ml.training.reporting import MemoryReporter
+from ml.training.vlm.config import VlmDpoConfig
+from ml.training.vlm.dpo import run
+
+pytestmark = pytest.mark.slow
+
+
+def _config(model: Path, **overrides) -> VlmDpoConfig:
+    values = {
+        "model_name_or_path": str(model),
+        "vlm_model_name": "vlm",
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 1e-3,
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "logging_steps": 1,
+        "max_image_pixels": 112 * 112,
+        "eval_batch_size": 16,
+    }
+    return VlmDpoConfig(**{**values, **overrides})
+
+
+def test_dpo_on_vlm_disagreements_writes_artifacts_and_holdout_scores(roadwork_dataset_dir, tmp_path):
+    from ml.training.vlm.tiny import build_tiny_qwen2_vl
+
+    model = build_tiny_qwen2_vl(tmp_path / "tiny")
+    reporter = MemoryReporter()
+    result = run(_config(model), roadwork_dataset_dir, reporter, tmp_path / "job")
+
+    assert any(line.startswith("vlm_dpo: ") and "disagreement" in line for line in reporter.lines)
+    assert reporter.steps[-1] == (2, 2)
+    dpo_logs = [values for _, values in reporter.history if "rewards/margins" in values]
+    assert len(dpo_logs) == 2 and all(math.isfinite(v["loss"]) for v in dpo_logs)
+    assert set(result.holdout_scores) == {r.item_id for r in roadwork_dataset_dir.records("holdout")}
+    assert -1.0 <= result.metrics["mcc"] <= 1.0
+    for relative in result.files.values():
+        assert (result.artifact_dir / relative).exists()
+
+
+def test_dpo_refuses_a_dataset_where_the_vlm_was_always_right_and_sure(tmp_path):
+    from ml.sample_data import sample_data_dir
+
+    image = sample_data_dir() / "roadwork" / "tracon" / "images" / "test__ok12.png"
+    records = [
+        DatasetRecord(
+            item_id=i,
+            external_id=str(i),
+            image=str(image),
+            label=0,
+            split="train",
+            predictions=[StoredPrediction(model="vlm", score=0.02, label="no")],
+        )
+        for i in range(3)
+    ]
+    dataset = write_dataset_dir(tmp_path / "d", DatasetInfo(project="p", version=1), records)
+    with pytest.raises(ValueError, match="^dataset: no preference pair"):
+        run(_config(tmp_path / "never-loaded"), dataset, MemoryReporter(), tmp_path / "job")
