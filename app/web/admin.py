@@ -1,0 +1,106 @@
+"""The admin's users page: create accounts, change role, activity and project membership (plain HTML forms)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from app.auth.models import ROLES, User
+from app.core.errors import ApiError
+from app.deps import SessionDep
+from app.projects import service as project_service
+from app.users import service as user_service
+from app.web.deps import PageAdmin
+from app.web.templating import render
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+
+def _users_page(
+    request: Request, session: Session, *, message: str = "", error: str = "", status: int = 200
+) -> Response:
+    users = user_service.list_users(db_session=session)
+    memberships = {u.id: set(user_service.project_ids_of(db_session=session, user_id=u.id)) for u in users}
+    return render(
+        request,
+        "admin/users.html",
+        status_code=status,
+        users=users,
+        projects=project_service.list_projects(db_session=session),
+        memberships=memberships,
+        roles=ROLES,
+        message=message,
+        error=error,
+    )
+
+
+def _set_membership(session: Session, user: User, project_ids: list[int]) -> None:
+    wanted = set(project_ids)
+    current = set(user_service.project_ids_of(db_session=session, user_id=user.id))
+    for project_id in wanted - current:
+        user_service.add_member(db_session=session, project_id=project_id, user_id=user.id)
+    for project_id in current - wanted:
+        user_service.remove_member(db_session=session, project_id=project_id, user_id=user.id)
+
+
+@router.get("/users", response_class=HTMLResponse)
+def users_page(request: Request, _admin: PageAdmin, session: SessionDep, done: str = "") -> Response:
+    return _users_page(request, session, message=done)
+
+
+@router.post("/users", response_class=HTMLResponse)
+def create_user(
+    request: Request,
+    _admin: PageAdmin,
+    session: SessionDep,
+    username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = "annotator",
+    project_ids: Annotated[list[int], Form()] = [],  # noqa: B006 (FastAPI copies form defaults)
+) -> Response:
+    username = username.strip()
+    if not username:
+        return _users_page(request, session, error="username: required", status=422)
+    try:
+        user_service.create_account(
+            db_session=session, username=username, password=password, role=role, project_ids=project_ids
+        )
+    except ValueError as exc:
+        session.rollback()
+        return _users_page(request, session, error=str(exc), status=422)
+    session.commit()
+    return RedirectResponse(f"/admin/users?done=Created+{username}", status_code=303)
+
+
+@router.post("/users/{user_id}", response_class=HTMLResponse)
+def update_user(
+    request: Request,
+    user_id: int,
+    admin: PageAdmin,
+    session: SessionDep,
+    role: Annotated[str, Form()] = "annotator",
+    is_active: Annotated[str | None, Form()] = None,
+    password: Annotated[str, Form()] = "",
+    project_ids: Annotated[list[int], Form()] = [],  # noqa: B006
+) -> Response:
+    user = session.get(User, user_id)
+    if user is None:
+        raise ApiError(404, "user_id", f"no user {user_id}")
+    try:
+        user_service.update_account(
+            db_session=session,
+            user=user,
+            acting_admin=admin,
+            role=role,
+            is_active=is_active is not None,
+            password=password or None,
+        )
+        _set_membership(session, user, project_ids)
+    except ValueError as exc:
+        session.rollback()
+        return _users_page(request, session, error=str(exc), status=422)
+    session.commit()
+    return RedirectResponse(f"/admin/users?done=Saved+{user.username}", status_code=303)
