@@ -2,7 +2,8 @@
 
 from app.auth.models import ApiKey, User
 from app.core.db import Base
+from app.drift.models import DriftCheck
 from app.ingest.models import Item, Prediction
 from app.projects.models import Project
 
-__all__ = ["ApiKey", "Base", "Item", "Prediction", "Project", "User"]
+__all__ = ["ApiKey", "Base", "DriftCheck", "Item", "Prediction", "Project", "User"]

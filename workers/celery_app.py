@@ -6,9 +6,10 @@ from celery import Celery
 from kombu import Queue
 
 from app.core.config import Settings, get_settings
+from app.drift.config import DriftSettings
 
 # Modules holding tasks; each domain that runs background work adds its module here.
-TASK_MODULES = ["workers.maintenance"]
+TASK_MODULES = ["workers.maintenance", "workers.drift"]
 
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
@@ -30,7 +31,13 @@ def make_celery(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
-        beat_schedule={},
+        beat_schedule={
+            "check-drift": {
+                "task": "hardcase.check_drift",
+                "schedule": float(DriftSettings().interval_s),
+                "options": {"queue": CPU_QUEUE},
+            },
+        },
     )
     return celery
 

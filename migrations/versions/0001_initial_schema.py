@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 10:41:46.409916
+Create Date: 2026-11-25 10:48:25.778803
 """
 
 from collections.abc import Sequence
@@ -81,6 +81,44 @@ def upgrade() -> None:
         sa.UniqueConstraint("key_hash", name=op.f("uq_api_keys_key_hash")),
     )
     op.create_table(
+        "drift_checks",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("model", sa.String(length=100), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("method", sa.String(length=20), nullable=False),
+        sa.Column("reference_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("reference_end", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("recent_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("recent_end", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("n_reference", sa.Integer(), nullable=False),
+        sa.Column("n_recent", sa.Integer(), nullable=False),
+        sa.Column("p_value", sa.Double(), nullable=False),
+        sa.Column("threshold", sa.Double(), nullable=False),
+        sa.Column("distance", sa.Double(), nullable=True),
+        sa.Column("is_drift", sa.Boolean(), nullable=False),
+        sa.Column("boosted_items", sa.Integer(), nullable=False),
+        sa.Column(
+            "details",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_drift_checks_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_drift_checks")),
+    )
+    with op.batch_alter_table("drift_checks", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_drift_checks_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(
+            "ix_drift_checks_latest", ["project_id", "model", "kind", "created_at"], unique=False
+        )
+
+    op.create_table(
         "items",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("project_id", sa.Integer(), nullable=False),
@@ -109,6 +147,117 @@ def upgrade() -> None:
         batch_op.create_index("ix_items_project_camera", ["project_id", "camera_id"], unique=False)
         batch_op.create_index("ix_items_project_captured", ["project_id", "captured_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_items_sha256"), ["sha256"], unique=False)
+
+    op.create_table(
+        "project_members",
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_project_members_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_project_members_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("project_id", "user_id", name=op.f("pk_project_members")),
+    )
+    with op.batch_alter_table("project_members", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_project_members_user_id"), ["user_id"], unique=False)
+
+    op.create_table(
+        "annotations",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("annotator_id", sa.Integer(), nullable=False),
+        sa.Column("label", sa.Integer(), nullable=False),
+        sa.Column(
+            "boxes",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("duration_ms", sa.Integer(), nullable=True),
+        sa.Column("supersedes_id", sa.Integer(), nullable=True),
+        sa.Column("state", sa.String(length=12), nullable=False),
+        sa.Column("state_changed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["annotator_id"], ["users.id"], name=op.f("fk_annotations_annotator_id_users"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["item_id"], ["items.id"], name=op.f("fk_annotations_item_id_items"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_annotations_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["supersedes_id"],
+            ["annotations.id"],
+            name=op.f("fk_annotations_supersedes_id_annotations"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_annotations")),
+    )
+    with op.batch_alter_table("annotations", schema=None) as batch_op:
+        batch_op.create_index("ix_annotations_item_annotator", ["item_id", "annotator_id"], unique=False)
+        batch_op.create_index(
+            "ix_annotations_project_annotator_created",
+            ["project_id", "annotator_id", "created_at"],
+            unique=False,
+        )
+
+    op.create_table(
+        "hardness",
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("priority", sa.Double(), nullable=False),
+        sa.Column("mean_score", sa.Double(), nullable=True),
+        sa.Column("entropy", sa.Double(), nullable=True),
+        sa.Column("margin", sa.Double(), nullable=True),
+        sa.Column("disagreement", sa.Double(), nullable=True),
+        sa.Column("threshold_distance", sa.Double(), nullable=True),
+        sa.Column("vote_ratio", sa.Double(), nullable=True),
+        sa.Column("score_std", sa.Double(), nullable=True),
+        sa.Column("box_disagreement", sa.Double(), nullable=False),
+        sa.Column("n_models", sa.Integer(), nullable=False),
+        sa.Column("likely_positive", sa.Boolean(), nullable=False),
+        sa.Column(
+            "reasons",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("lease_owner", sa.Integer(), nullable=True),
+        sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("annotation_count", sa.Integer(), nullable=False),
+        sa.Column("skip_count", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["item_id"], ["items.id"], name=op.f("fk_hardness_item_id_items"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["lease_owner"], ["users.id"], name=op.f("fk_hardness_lease_owner_users"), ondelete="SET NULL"
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"], ["projects.id"], name=op.f("fk_hardness_project_id_projects"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("item_id", name=op.f("pk_hardness")),
+    )
+    with op.batch_alter_table("hardness", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_hardness_next", ["project_id", "status", sa.literal_column("priority DESC")], unique=False
+        )
+        batch_op.create_index(
+            "ix_hardness_next_positive",
+            ["project_id", "status", "likely_positive", sa.literal_column("priority DESC")],
+            unique=False,
+        )
 
     op.create_table(
         "predictions",
@@ -154,22 +303,152 @@ def upgrade() -> None:
         batch_op.create_index("ix_predictions_project_model", ["project_id", "model"], unique=False)
         batch_op.create_index(batch_op.f("ix_predictions_received_at"), ["received_at"], unique=False)
 
+    op.create_table(
+        "queue_cursors",
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("last_item_id", sa.Integer(), nullable=True),
+        sa.Column("served_total", sa.Integer(), nullable=False),
+        sa.Column("served_positive", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["last_item_id"],
+            ["items.id"],
+            name=op.f("fk_queue_cursors_last_item_id_items"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_queue_cursors_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_queue_cursors_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("user_id", "project_id", name=op.f("pk_queue_cursors")),
+    )
+    op.create_table(
+        "queue_skips",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("skipped_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["item_id"], ["items.id"], name=op.f("fk_queue_skips_item_id_items"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_queue_skips_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_queue_skips")),
+    )
+    with op.batch_alter_table("queue_skips", schema=None) as batch_op:
+        batch_op.create_index("ix_queue_skips_user_item", ["user_id", "item_id"], unique=False)
+
+    op.create_table(
+        "reviews",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("reviewer_id", sa.Integer(), nullable=False),
+        sa.Column("label", sa.Integer(), nullable=False),
+        sa.Column(
+            "boxes",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("note", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["item_id"], ["items.id"], name=op.f("fk_reviews_item_id_items"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"], ["projects.id"], name=op.f("fk_reviews_project_id_projects"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["reviewer_id"], ["users.id"], name=op.f("fk_reviews_reviewer_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_reviews")),
+    )
+    with op.batch_alter_table("reviews", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_reviews_item_id"), ["item_id"], unique=False)
+
+    op.create_table(
+        "flags",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("resolved_by_review_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["item_id"], ["items.id"], name=op.f("fk_flags_item_id_items"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"], ["projects.id"], name=op.f("fk_flags_project_id_projects"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["resolved_by_review_id"],
+            ["reviews.id"],
+            name=op.f("fk_flags_resolved_by_review_id_reviews"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_flags_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_flags")),
+    )
+    with op.batch_alter_table("flags", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_flags_item_id"), ["item_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("flags", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_flags_item_id"))
+
+    op.drop_table("flags")
+    with op.batch_alter_table("reviews", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_reviews_item_id"))
+
+    op.drop_table("reviews")
+    with op.batch_alter_table("queue_skips", schema=None) as batch_op:
+        batch_op.drop_index("ix_queue_skips_user_item")
+
+    op.drop_table("queue_skips")
+    op.drop_table("queue_cursors")
     with op.batch_alter_table("predictions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_predictions_received_at"))
         batch_op.drop_index("ix_predictions_project_model")
 
     op.drop_table("predictions")
+    with op.batch_alter_table("hardness", schema=None) as batch_op:
+        batch_op.drop_index("ix_hardness_next_positive")
+        batch_op.drop_index("ix_hardness_next")
+
+    op.drop_table("hardness")
+    with op.batch_alter_table("annotations", schema=None) as batch_op:
+        batch_op.drop_index("ix_annotations_project_annotator_created")
+        batch_op.drop_index("ix_annotations_item_annotator")
+
+    op.drop_table("annotations")
+    with op.batch_alter_table("project_members", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_project_members_user_id"))
+
+    op.drop_table("project_members")
     with op.batch_alter_table("items", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_items_sha256"))
         batch_op.drop_index("ix_items_project_captured")
         batch_op.drop_index("ix_items_project_camera")
 
     op.drop_table("items")
+    with op.batch_alter_table("drift_checks", schema=None) as batch_op:
+        batch_op.drop_index("ix_drift_checks_latest")
+        batch_op.drop_index(batch_op.f("ix_drift_checks_created_at"))
+
+    op.drop_table("drift_checks")
     op.drop_table("api_keys")
     op.drop_table("users")
     op.drop_table("projects")

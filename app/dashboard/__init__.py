@@ -1,0 +1,1 @@
+"""Dashboard pages: project overview, jobs, models, datasets, drift alarms and the simulator report."""

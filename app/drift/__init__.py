@@ -1,0 +1,1 @@
+"""Drift monitoring: per model, recent score/embedding windows against a reference window."""

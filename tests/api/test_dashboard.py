@@ -1,0 +1,153 @@
+"""Dashboard pages: numbers on the overview, access by role, the SVG helper."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from app.auth.users import create_user
+from app.core.db import utcnow
+from app.dashboard.overview import active_seconds, project_overview
+from app.dashboard.svg import Series, bar_chart, line_chart, nice_ticks, reliability_diagram
+from app.drift.models import DriftCheck
+from app.ingest.models import Item, Prediction
+from app.labels.models import Annotation
+from app.projects.models import Project
+from app.queue.models import Hardness
+from tests.utils.factories import make_project
+
+
+def log_in(client: TestClient, db: Session, username: str, role: str) -> str:
+    """Creates the user and logs in through the real form; returns the session's CSRF token."""
+    create_user(db_session=db, username=username, password="pw-1234", role=role)
+    db.commit()
+    page = client.get("/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', page.text).group(1)
+    response = client.post(
+        "/login",
+        data={"username": username, "password": "pw-1234", "login_token": token, "next": "/"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    home = client.get("/projects/none-such", follow_redirects=False)
+    match = re.search(r'name="csrf-token" content="([^"]*)"', home.text)
+    return match.group(1) if match else ""
+
+
+def seed_project(db: Session, *, n_items: int = 12) -> Project:
+    """A pool with queue states, two annotators' labels over two days, predictions and a drift alarm."""
+    project = make_project(db, "roadwork")
+    now = utcnow()
+    alice = create_user(db_session=db, username="alice", password="pw-1234", role="annotator")
+    bob = create_user(db_session=db, username="bob", password="pw-1234", role="annotator")
+    statuses = ["done"] * 5 + ["leased"] * 2 + ["pending"] * (n_items - 8) + ["review"]
+    for index, status in enumerate(statuses):
+        item = Item(project_id=project.id, external_id=f"img-{index}", meta={})
+        db.add(item)
+        db.flush()
+        db.add(Hardness(project_id=project.id, item_id=item.id, priority=1.0 - index / 100, status=status))
+        for model, score in (("det", 0.9), ("clf", 0.2)):
+            db.add(Prediction(item_id=item.id, project_id=project.id, model=model, score=score, boxes=[]))
+        if status == "done":
+            for user, minutes in ((alice, index), (bob, 60 * 24 + index)):
+                db.add(
+                    Annotation(
+                        item_id=item.id,
+                        project_id=project.id,
+                        annotator_id=user.id,
+                        label=1 if index < 3 else 0,
+                        duration_ms=4000 if user is alice else 8000,
+                        created_at=now - timedelta(minutes=minutes),
+                    )
+                )
+    db.add(
+        DriftCheck(
+            project_id=project.id,
+            model="det",
+            kind="score",
+            method="ks",
+            reference_start=now - timedelta(days=2),
+            reference_end=now - timedelta(days=1),
+            recent_start=now - timedelta(hours=5),
+            recent_end=now,
+            n_reference=400,
+            n_recent=100,
+            p_value=0.0001,
+            threshold=0.05,
+            distance=0.6,
+            is_drift=True,
+            boosted_items=7,
+        )
+    )
+    db.commit()
+    return project
+
+
+def test_overview_counts_pool_queue_balance_and_annotators(db: Session) -> None:
+    project = seed_project(db)
+    overview = project_overview(db_session=db, project=project)
+    assert overview.pool_size == 12
+    assert overview.queue["done"] == 5 and overview.queue["leased"] == 2 and overview.queue["pending"] == 4
+    assert overview.label_balance == {"negative": 4, "positive": 6}
+    assert sum(count for _, count in overview.throughput) == 10
+    assert overview.throughput[-1][1] == 5 and overview.throughput[-2][1] == 5
+    rows = {row.username: row for row in overview.annotators}
+    assert rows["alice"].labels == 5 and rows["alice"].median_seconds == 4.0
+    assert rows["bob"].median_seconds == 8.0
+    # five labels one minute apart: 4 min of gaps + one median duration (4 s) of work
+    assert abs(rows["alice"].labels_per_hour - 5 / ((4 * 60 + 4) / 3600)) < 1e-6
+
+
+def test_active_time_caps_long_pauses_between_sessions() -> None:
+    start = utcnow()
+    times = [start, start + timedelta(seconds=30), start + timedelta(hours=3)]
+    assert active_seconds(times, [10.0, 10.0, 10.0]) == 10.0 + 30.0 + 10.0
+
+
+def test_overview_page_shows_numbers_alarm_and_charts_to_a_reviewer(client: TestClient, db: Session) -> None:
+    seed_project(db)
+    log_in(client, db, "rita", "reviewer")
+    page = client.get("/projects/roadwork")
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert 'data-stat="pool">12<' in html and 'data-stat="labeled">5<' in html
+    assert 'data-stat="pending">4<' in html and 'data-stat="leased">2<' in html
+    assert "Drift alarms" in html and "7 recent items moved up the queue" in html
+    assert html.count("<svg") >= 2 and "alice" in html and "bob" in html
+
+
+def test_overview_page_is_refused_to_an_annotator(client: TestClient, db: Session) -> None:
+    seed_project(db)
+    log_in(client, db, "anna", "annotator")
+    assert client.get("/projects/roadwork").status_code == 403
+
+
+def test_overview_page_sends_a_stranger_to_the_login_page(client: TestClient, db: Session) -> None:
+    seed_project(db)
+    response = client.get("/projects/roadwork", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?next=")
+
+
+def test_nice_ticks_are_round_and_cover_the_range() -> None:
+    assert nice_ticks(0, 1) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert nice_ticks(3, 97)[0] <= 3 + 20 and nice_ticks(3, 97)[-1] >= 80
+
+
+def test_svg_charts_escape_labels_and_draw_every_part() -> None:
+    line = line_chart(
+        [Series("mcc <val>", [0, 1, 2], [0.1, None, 0.5], band_low=[0, 0, 0.4], band_high=[0.2, 0.2, 0.6])],
+        hlines=[(0.3, "production")],
+    )
+    assert "&lt;val&gt;" in line and "<polygon" in line and "production" in line
+    assert line.count("M") >= 2  # the None splits the line in two pieces
+    bars = bar_chart([("a", 3), ("b", -1)])
+    assert bars.count('class="bar"') == 2
+    diagram = reliability_diagram(
+        [{"bin_low": 0.0, "bin_high": 0.1, "mean_confidence": 0.05, "accuracy": 0.1, "count": 9}]
+    )
+    assert "<circle" in diagram and 'class="diagonal"' in diagram
+    assert "no data yet" in line_chart([]) and "no data yet" in bar_chart([])
