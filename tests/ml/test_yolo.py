@@ -147,3 +147,13 @@ def test_job_catalogue_builds_the_yolo_config_without_importing_torch_or_ultraly
         "assert not {'torch', 'ultralytics'} & set(sys.modules), 'heavy import'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+
+
+def test_a_local_checkpoint_is_fine_tuned_further(trained, dataset, tmp_path):
+    result, _, _ = trained
+    config = YoloConfig(**{**TINY, "model": str(result.artifact_dir / "best.pt"), "epochs": 1})
+    reporter = MemoryReporter()
+
+    tuned = run(config, dataset, reporter, tmp_path)
+    assert reporter.lines[0].startswith(f"training {config.model}")
+    assert set(tuned.holdout_scores) == set(result.holdout_scores)
