@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -12,67 +11,12 @@ import numpy as np
 import pytest
 
 from ml.dataset import DatasetInfo, DatasetRecord, DatasetVersionDir, StoredPrediction, write_dataset_dir
+from ml.sample_data import roadwork_pool
 
 # Tiny models on a shared 2-core box: intra-op threads only contend (a 32-wide linear is ~15x slower with 2).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CASCADE_MODELS = ("yolo", "vlm", "clf")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-
-
-def sample_data_dir() -> Path:
-    return Path(os.environ.get("HARDCASE_SAMPLE_DATA", REPO_ROOT.parent / "shared" / "data"))
-
-
-def _yolo_boxes(label_file: Path, class_offset: int) -> list[list]:
-    """YOLO (class cx cy w h, normalised) -> [x1, y1, x2, y2, class_index], normalised."""
-    if not label_file.exists():
-        return []
-    boxes = []
-    for line in label_file.read_text().splitlines():
-        parts = line.split()
-        if len(parts) != 5:
-            continue
-        cls, cx, cy, w, h = int(parts[0]), *map(float, parts[1:])
-        boxes.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, cls + class_offset])
-    return boxes
-
-
-def _class_names(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-
-def roadwork_pool(data_dir: Path | None = None) -> tuple[list[dict], list[str]]:
-    """Every real photo with its label, boxes and day/night flag; and the merged box class names."""
-    data_dir = data_dir or sample_data_dir()
-    tracon, vtti = data_dir / "roadwork" / "tracon", data_dir / "roadwork" / "vtti"
-    tracon_classes = _class_names(tracon / "classes.txt")
-    pool = []
-    with (tracon / "manifest.csv").open() as fh:
-        for row in csv.DictReader(fh):
-            image = tracon / row["file"]
-            boxes = _yolo_boxes(tracon / "labels" / (image.stem + ".txt"), 0)
-            pool.append(
-                {
-                    "source": "tracon",
-                    "image": image,
-                    "label": int(row["has_cone"]),
-                    "boxes": boxes,
-                    "is_night": False,
-                }
-            )
-    with (vtti / "manifest.csv").open() as fh:
-        for row in csv.DictReader(fh):
-            image = vtti / row["file"]
-            boxes = _yolo_boxes(vtti / "labels_yolo" / (image.stem + ".txt"), len(tracon_classes))
-            pool.append(
-                {"source": "vtti", "image": image, "label": 1, "boxes": boxes, "is_night": row["day"] == "0"}
-            )
-    for image in sorted((data_dir / "negatives").iterdir()):
-        if image.suffix.lower() in IMAGE_SUFFIXES:
-            pool.append({"source": "negatives", "image": image, "label": 0, "boxes": [], "is_night": False})
-    return pool, tracon_classes + _class_names(vtti / "classes.txt")
 
 
 def _simulated_predictions(label: int, boxes: list[list], rng: np.random.Generator) -> list[StoredPrediction]:
