@@ -1,0 +1,137 @@
+"""The label page in real headless Chromium: log in, answer by keyboard, undo, draw a box, watch progress."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+from sqlalchemy import select
+
+from app.labels.models import Annotation
+from app.projects.service import get_by_name
+from tests.browser.conftest import PASSWORD
+
+pytestmark = pytest.mark.browser
+KEYS = ["1", "n", "y", "0", "1"]
+KEY_LABELS = {"1": 1, "y": 1, "0": 0, "n": 0}
+
+
+def log_in(page: Page, site, path: str, username: str = "ann") -> None:
+    page.goto(site.url + path)
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(site.url + path)
+
+
+def shown_item(page: Page) -> str:
+    """Waits for an item on screen and returns its id."""
+    expect(page.locator("#labeler")).to_have_attribute("data-item-id", re.compile(r"\d+"))
+    expect(page.locator("#image-wrap")).to_be_visible()
+    return page.locator("#labeler").get_attribute("data-item-id")
+
+
+def next_item(page: Page, previous: str) -> str:
+    expect(page.locator("#labeler")).not_to_have_attribute("data-item-id", previous)
+    return shown_item(page)
+
+
+def annotations_of(site, project_name: str) -> list[Annotation]:
+    with site.sessions() as session:
+        project = get_by_name(db_session=session, name=project_name)
+        return list(
+            session.scalars(
+                select(Annotation).where(Annotation.project_id == project.id).order_by(Annotation.id)
+            )
+        )
+
+
+def test_an_html_page_without_a_session_redirects_to_login(page: Page, live_site) -> None:
+    response = page.goto(live_site.url + "/projects/roadwork/label")
+    assert response is not None and response.ok
+    expect(page).to_have_url(live_site.url + "/login?next=%2Fprojects%2Froadwork%2Flabel")
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+
+
+def test_a_wrong_password_shows_an_error_and_no_session(page: Page, live_site, screenshots) -> None:
+    page.goto(live_site.url + "/login")
+    page.get_by_label("Username").fill("ann")
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
+    expect(page.get_by_label("Username")).to_have_value("ann")
+    page.screenshot(path=screenshots / "login-error.png")
+    page.goto(live_site.url + "/")
+    expect(page).to_have_url(re.compile(r"/login"))
+
+
+def test_labeling_by_keyboard_with_undo_and_a_drawn_box(page: Page, live_site, screenshots) -> None:
+    log_in(page, live_site, "/projects/roadwork/label")
+    item = shown_item(page)
+    expect(page.locator("#done-today")).to_have_text("0")
+    expect(page.locator("#model-scores li")).to_have_count(3)
+    expect(page.locator("#reasons li").first).not_to_be_empty()
+    page.screenshot(path=screenshots / "label-first-item.png")
+
+    answers: dict[str, int] = {}
+    for index in range(20):
+        key = KEYS[index % len(KEYS)]
+        page.keyboard.press(key)
+        answers[item] = KEY_LABELS[key]
+        if index == 0:
+            expect(page.locator("#done-today")).to_have_text("1")
+        item = next_item(page, item)
+    expect(page.locator("#done-today")).to_have_text("20")
+    page.screenshot(path=screenshots / "label-after-20.png")
+
+    last_item = list(answers)[-1]
+    page.keyboard.press("u")
+    expect(page.locator("#labeler")).to_have_attribute("data-item-id", last_item)
+    expect(page.locator("#done-today")).to_have_text("19")
+    page.keyboard.press("?")
+    expect(page.get_by_role("dialog", name="Keyboard")).to_be_visible()
+    page.screenshot(path=screenshots / "label-help.png")
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog", name="Keyboard")).to_be_hidden()
+    page.keyboard.press("0" if answers[last_item] else "1")
+    answers[last_item] = 1 - answers[last_item]
+    next_item(page, last_item)
+    expect(page.locator("#done-today")).to_have_text("20")
+
+    rows = annotations_of(live_site, "roadwork")
+    current = {str(a.item_id): a.label for a in rows if a.state == "current"}
+    retracted = [a for a in rows if a.state == "retracted"]
+    assert current == answers
+    assert len(rows) == 21
+    assert [str(a.item_id) for a in retracted] == [last_item]
+    assert retracted[0].label == 1 - answers[last_item]
+    assert all(a.boxes == [] and a.duration_ms is not None and a.duration_ms >= 0 for a in rows)
+
+    page.goto(live_site.url + "/projects/cones/label")
+    item = shown_item(page)
+    expect(page.locator("#box-layer .suggestion").first).to_be_visible()
+    page.screenshot(path=screenshots / "detect-suggestions.png")
+    image = page.locator("#item-image").bounding_box()
+    start = (image["x"] + image["width"] * 0.2, image["y"] + image["height"] * 0.3)
+    end = (image["x"] + image["width"] * 0.45, image["y"] + image["height"] * 0.7)
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(start[0] + 20, start[1] + 20, steps=3)
+    page.mouse.move(*end, steps=5)
+    page.mouse.up()
+    expect(page.locator("#box-layer .box.selected")).to_have_count(1)
+    expect(page.locator("#box-count")).to_have_text("1")
+    page.keyboard.press("2")
+    expect(page.locator("#box-layer .box.selected text")).to_have_text(live_site.box_classes[1])
+    page.screenshot(path=screenshots / "detect-drawn-box.png")
+    page.keyboard.press("Enter")
+    next_item(page, item)
+    expect(page.locator("#done-today")).to_have_text("1")
+
+    [annotation] = annotations_of(live_site, "cones")
+    assert str(annotation.item_id) == item and annotation.label == 1 and annotation.state == "current"
+    [[x1, y1, x2, y2, cls]] = annotation.boxes
+    assert cls == 1
+    assert [x1, y1, x2, y2] == pytest.approx([0.2, 0.3, 0.45, 0.7], abs=0.01)
