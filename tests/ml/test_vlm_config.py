@@ -114,3 +114,32 @@ def test_lora_targets_the_language_model_and_the_merger_only_on_request(tmp_path
     ]
     with pytest.raises(ValueError, match="^lora_target_modules:"):
         lora_target_names(model, VlmSftConfig(lora_target_modules=["c_attn"]))
+
+
+def test_gpu_bench_refuses_to_run_without_cuda():
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.gpu", "--steps", "2"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert "no CUDA device" in out.stderr
+
+
+def test_gpu_bench_variants_are_valid_job_configs_for_every_kind():
+    from bench.gpu import ALL_KINDS, StepClock, variants
+    from ml.training.kinds import build_config
+
+    planned = variants(list(ALL_KINDS), 5, {"classifier": "/models/vit", "vlm": "/models/qwen"})
+    assert {v.kind for v in planned} == set(ALL_KINDS)
+    assert {v.name for v in planned if v.kind == "vlm_sft"} == {
+        "peft-lora",
+        "peft-qlora",
+        "unsloth-lora",
+        "unsloth-qlora",
+    }
+    for variant in planned:
+        build_config(variant.kind, variant.values)
+
+    clock = StepClock()
+    for step, at in ((1, 0.0), (2, 5.0), (3, 5.5), (4, 6.0), (5, 6.5)):
+        clock.times.append((step, at))
+    assert clock.steps_per_second() == 2.0  # the slow first step is not steady state

@@ -85,6 +85,9 @@ def load_training_rows(rows: list[dict], path: Path, workdir: Path):
 
 def train(trainer: Any, reporter: Reporter, callback: Any, workdir: Path) -> dict[str, float]:
     """Runs the trainer, resuming from the latest checkpoint; raises JobCancelled after a cancel checkpoint."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # logs go to the reporter, not stdout
     resume = last_checkpoint(workdir)
     if resume:
         reporter.log(f"resuming from {Path(resume).name}")
