@@ -7,16 +7,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.blobs import BlobStore, blob_uri
+from app.core.bulk import insert_ignoring_conflicts
 from app.core.config import Settings
 from app.ingest.images import ImageRejected, check_image, decode_base64
 from app.ingest.models import Item, Prediction
 from app.ingest.schemas import IngestSummary, ItemError, ItemIn
 from app.projects.models import Project
+from app.queue.ranking import rescore_after_ingest
 from ml.scoring.diversity import perceptual_hash
 
 # Called with (db_session, project, item_ids) after predictions land, so ranking stays current.
@@ -134,15 +135,6 @@ def _signed64(value: int) -> int:
     return value - (1 << 64) if value >= (1 << 63) else value
 
 
-def _insert(session: Session, model: type) -> Any:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(model)
-    if dialect == "sqlite":
-        return sqlite.insert(model)
-    return insert(model)
-
-
 def _item_row(project_id: int, entry: _ValidItem) -> dict[str, Any]:
     meta = entry.item.metadata
     extra = meta.model_dump(exclude={"captured_at", "camera_id", "is_night", "lat", "lon"}, mode="json")
@@ -169,8 +161,7 @@ def upsert_items(session: Session, project_id: int, entries: list[_ValidItem]) -
     if not entries:
         return {}, 0
     rows = [_item_row(project_id, e) for e in entries]
-    stmt = _insert(session, Item).on_conflict_do_nothing(index_elements=["project_id", "external_id"])
-    created = session.execute(stmt.returning(Item.id), rows).all()
+    created = insert_ignoring_conflicts(session, Item.__table__, rows, ["project_id", "external_id"], "id")
     ids = dict(
         session.execute(
             select(Item.external_id, Item.id).where(
@@ -203,12 +194,8 @@ def insert_predictions(
         for e in entries
         for p in e.item.predictions
     ]
-    if not rows:
-        return []
-    stmt = _insert(session, Prediction).on_conflict_do_nothing(
-        index_elements=["item_id", "model", "model_version"]
-    )
-    return list(session.execute(stmt.returning(Prediction.item_id), rows).scalars().all())
+    conflict = ["item_id", "model", "model_version"]
+    return insert_ignoring_conflicts(session, Prediction.__table__, rows, conflict, "item_id")
 
 
 def ingest_batch(
@@ -226,6 +213,10 @@ def ingest_batch(
     item_ids, items_created = upsert_items(db_session, project.id, valid)
     new_prediction_items = insert_predictions(db_session, project.id, valid, item_ids)
     changed = sorted(set(new_prediction_items))
+    # Called directly, not as a hook, so every ingest path (API, CLI, demo, workers) keeps the queue ranked.
+    rescore_after_ingest(
+        db_session=db_session, project=project, changed_item_ids=changed, batch_item_ids=item_ids.values()
+    )
     for hook in _items_changed_hooks:
         hook(db_session, project, changed)
     db_session.commit()
