@@ -16,6 +16,7 @@ from ml.sample_data import roadwork_pool
 # Tiny models on a shared 2-core box: intra-op threads only contend (a 32-wide linear is ~15x slower with 2).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CASCADE_MODELS = ("yolo", "vlm", "clf")
 
 
