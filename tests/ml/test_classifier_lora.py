@@ -175,3 +175,8 @@ def test_unknown_target_modules_fail_before_training(tiny_vit, roadwork_dataset_
             tmp_path / "job",
         )
     assert reporter.steps == []
+
+
+def test_image_size_the_model_cannot_take_is_a_config_error(tiny_vit, roadwork_dataset_dir, tmp_path):
+    with pytest.raises(ValueError, match="^image_size:"):
+        run(tiny_config(tiny_vit, image_size=64), roadwork_dataset_dir, MemoryReporter(), tmp_path / "job")

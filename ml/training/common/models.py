@@ -89,10 +89,14 @@ def load_image_processor(base_model: str):
 
 
 def input_size(requested: int, model: nn.Module, processor) -> int:
-    """The requested size, else the model's configured size, else the processor's."""
-    if requested > 0:
-        return requested
+    """The requested size, else the model's configured size, else the processor's.
+
+    Models with a fixed size (ViT position embeddings) reject another one here, before any training."""
     configured = getattr(getattr(model, "config", None), "image_size", None)
+    if requested > 0:
+        if isinstance(configured, int) and configured != requested:
+            raise ValueError(f"image_size: this model takes {configured}px inputs, not {requested}px (use 0)")
+        return requested
     if isinstance(configured, int):
         return configured
     size = getattr(processor, "size", None) or {}
