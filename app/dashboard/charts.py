@@ -7,7 +7,7 @@ from datetime import date
 
 from markupsafe import Markup
 
-from app.dashboard.svg import bar_chart
+from app.dashboard.svg import Series, bar_chart, line_chart, reliability_diagram
 
 
 def throughput_chart(days: Sequence[tuple[date, int]]) -> Markup:
@@ -17,3 +17,45 @@ def throughput_chart(days: Sequence[tuple[date, int]]) -> Markup:
 
 def balance_chart(balance: dict[str, int]) -> Markup:
     return bar_chart(list(balance.items()), title="Label balance", y_label="labels", width=360, height=220)
+
+
+def _metric_series(name: str, points: list[list[float]]) -> Series:
+    return Series(name, [p[0] for p in points], [p[1] for p in points])
+
+
+def job_metric_charts(series: dict[str, list[list[float]]]) -> list[tuple[str, Markup]]:
+    """Loss curves, MCC curves, and the other [0, 1] scores of a job, one chart each (only non-empty ones)."""
+    losses = {n: p for n, p in series.items() if "loss" in n}
+    mccs = {n: p for n, p in series.items() if "mcc" in n}
+    rest = {
+        n: p
+        for n, p in series.items()
+        if n not in losses and n not in mccs and p and all(0.0 <= v <= 1.0 for _, v in p)
+    }
+    charts = []
+    for title, group, y_range in (("Loss", losses, None), ("MCC", mccs, None), ("Scores", rest, (0.0, 1.0))):
+        if group:
+            lines = [_metric_series(n, p) for n, p in sorted(group.items())]
+            charts.append(
+                (title, line_chart(lines, title=title, x_label="step", y_range=y_range, height=240))
+            )
+    return charts
+
+
+def slice_mcc_charts(slices: dict[str, dict[str, dict]]) -> list[tuple[str, Markup]]:
+    """One bar chart of holdout MCC per slice key (camera, night, ...), each bar labelled with its n."""
+    charts = []
+    for key, values in sorted(slices.items()):
+        bars = [
+            (f"{name} (n={row.get('n', 0)})", row.get("mcc") or 0.0) for name, row in sorted(values.items())
+        ]
+        low = min([0.0, *(v for _, v in bars)])
+        chart = bar_chart(
+            bars, title=f"MCC by {key}", y_label="MCC", y_range=(low, 1.0), height=220, max_labels=10
+        )
+        charts.append((key, chart))
+    return charts
+
+
+def reliability_chart(metrics: dict) -> Markup:
+    return reliability_diagram(metrics.get("reliability") or [], title="Reliability on the holdout")

@@ -101,7 +101,14 @@ def score_windows(
 
 
 def _check_row(
-    *, project: Project, model: str, kind: str, reference: Window, recent: Window, result: dict[str, Any]
+    *,
+    project: Project,
+    model: str,
+    kind: str,
+    reference: Window,
+    recent: Window,
+    result: dict[str, Any],
+    threshold: float,
 ) -> DriftCheck:
     return DriftCheck(
         project_id=project.id,
@@ -115,7 +122,7 @@ def _check_row(
         n_reference=int(result.get("n_reference", len(reference))),
         n_recent=int(result.get("n_recent", len(recent))),
         p_value=float(result["p_value"]),
-        threshold=float(result["threshold"]),
+        threshold=threshold,
         distance=None if result.get("distance") is None else float(result["distance"]),
         is_drift=bool(result["is_drift"]),
         details=result,
@@ -144,7 +151,8 @@ def check_model(
     result = check_score_drift(reference.scores, recent.scores, p_value=settings.p_value).to_dict()
     checks = [
         _check_row(
-            project=project, model=model, kind="score", reference=reference, recent=recent, result=result
+            project=project, model=model, kind="score", reference=reference, recent=recent, result=result,
+            threshold=settings.p_value,
         )
     ]
     if min(len(reference.embeddings), len(recent.embeddings)) >= settings.min_samples:

@@ -8,27 +8,41 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from app.auth.users import create_user
+from app.auth.models import User
+from app.auth.passwords import hash_password
 from app.core.db import utcnow
 from app.dashboard.overview import active_seconds, project_overview
 from app.dashboard.svg import Series, bar_chart, line_chart, nice_ticks, reliability_diagram
+from app.datasets.models import DatasetItem, DatasetVersion
 from app.drift.models import DriftCheck
 from app.ingest.models import Item, Prediction
+from app.jobs.models import Job, JobMetric
 from app.labels.models import Annotation
 from app.projects.models import Project
 from app.queue.models import Hardness
+from app.registry.models import HoldoutScore, ModelVersion
 from tests.utils.factories import make_project
+
+PASSWORD = "pw-1234"
+PASSWORD_HASH = hash_password(PASSWORD)  # argon2 is slow on purpose: hash once per module
+
+
+def make_user(db: Session, username: str, role: str) -> User:
+    user = User(username=username, password_hash=PASSWORD_HASH, role=role)
+    db.add(user)
+    db.flush()
+    return user
 
 
 def log_in(client: TestClient, db: Session, username: str, role: str) -> str:
     """Creates the user and logs in through the real form; returns the session's CSRF token."""
-    create_user(db_session=db, username=username, password="pw-1234", role=role)
+    make_user(db, username, role)
     db.commit()
     page = client.get("/login")
     token = re.search(r'name="login_token" value="([^"]+)"', page.text).group(1)
     response = client.post(
         "/login",
-        data={"username": username, "password": "pw-1234", "login_token": token, "next": "/"},
+        data={"username": username, "password": PASSWORD, "login_token": token, "next": "/"},
         follow_redirects=False,
     )
     assert response.status_code == 303, response.text
@@ -41,8 +55,8 @@ def seed_project(db: Session, *, n_items: int = 12) -> Project:
     """A pool with queue states, two annotators' labels over two days, predictions and a drift alarm."""
     project = make_project(db, "roadwork")
     now = utcnow()
-    alice = create_user(db_session=db, username="alice", password="pw-1234", role="annotator")
-    bob = create_user(db_session=db, username="bob", password="pw-1234", role="annotator")
+    alice = make_user(db, "alice", "annotator")
+    bob = make_user(db, "bob", "annotator")
     statuses = ["done"] * 5 + ["leased"] * 2 + ["pending"] * (n_items - 8) + ["review"]
     for index, status in enumerate(statuses):
         item = Item(project_id=project.id, external_id=f"img-{index}", meta={})
@@ -84,6 +98,97 @@ def seed_project(db: Session, *, n_items: int = 12) -> Project:
     )
     db.commit()
     return project
+
+
+def seed_training(db: Session, project: Project) -> tuple[Job, Job]:
+    """A frozen version with a 40-item holdout, a finished job that made production v1, a running job and a
+    better candidate v2 (both scored on the holdout, with slices)."""
+    now = utcnow()
+    version = DatasetVersion(
+        project_id=project.id,
+        version=1,
+        content_hash="ab" * 32,
+        item_count=40,
+        stats={"classes": {"negative": 24, "positive": 16}, "splits": {"holdout": 40}},
+    )
+    db.add(version)
+    db.flush()
+    items = []
+    for index in range(40):
+        item = Item(project_id=project.id, external_id=f"hold-{index}", camera_id=f"cam-{index % 2}", meta={})
+        db.add(item)
+        db.flush()
+        items.append(item)
+        db.add(
+            DatasetItem(
+                dataset_version_id=version.id, item_id=item.id, label=int(index % 5 < 2), split="holdout"
+            )
+        )
+    done = Job(
+        project_id=project.id,
+        kind="classifier_lora",
+        dataset_version_id=version.id,
+        status="succeeded",
+        progress_step=100,
+        progress_total=100,
+        started_at=now - timedelta(minutes=30),
+        finished_at=now - timedelta(minutes=20),
+        log_tail="step 100 done",
+        config={"epochs": 2},
+    )
+    running = Job(
+        project_id=project.id,
+        kind="distill",
+        dataset_version_id=version.id,
+        status="running",
+        progress_step=30,
+        progress_total=120,
+        attempt_first_step=1,
+        started_at=now - timedelta(minutes=3),
+        heartbeat_at=now,
+        log_tail="12:00:00 epoch 1\n12:00:05 step 30 loss 0.41",
+    )
+    db.add_all([done, running])
+    db.flush()
+    for step in range(10, 101, 10):
+        db.add(JobMetric(job_id=done.id, step=step, name="train_loss", value=1.0 / (1 + step / 20)))
+        db.add(JobMetric(job_id=done.id, step=step, name="val_mcc", value=min(0.9, step / 110)))
+    for step in (10, 20, 30):
+        db.add(JobMetric(job_id=running.id, step=step, name="train_loss", value=0.9 - step / 100))
+        db.add(JobMetric(job_id=running.id, step=step, name="val_mcc", value=step / 60))
+    for number, job, stage, noise in ((1, done, "production", 0.35), (2, None, "candidate", 0.15)):
+        truth = [int(i % 5 < 2) for i in range(40)]
+        scores = [
+            min(0.99, max(0.01, t * (1 - noise) + (1 - t) * noise + ((i * 7) % 10 - 5) / 40))
+            for i, t in enumerate(truth)
+        ]
+        from ml.evaluation import binary_metrics, reliability_curve, slice_mcc
+
+        metrics = binary_metrics(scores, truth, 0.5)
+        metrics["reliability"] = reliability_curve(scores, truth)
+        metrics["slices"] = {"camera_id": slice_mcc(scores, truth, 0.5, [it.camera_id for it in items])}
+        model = ModelVersion(
+            project_id=project.id,
+            name="roadwork-clf",
+            version=number,
+            kind="classifier_lora",
+            job_id=job.id if job else None,
+            dataset_version_id=version.id,
+            threshold=0.5,
+            metrics=metrics,
+            stage=stage,
+            artifact_dir="/nonexistent",
+            artifact_archive="/nonexistent.zip",
+            artifact_sha256="0" * 64,
+        )
+        db.add(model)
+        db.flush()
+        db.add_all(
+            HoldoutScore(model_version_id=model.id, item_id=it.id, score=s)
+            for it, s in zip(items, scores, strict=True)
+        )
+    db.commit()
+    return done, running
 
 
 def test_overview_counts_pool_queue_balance_and_annotators(db: Session) -> None:
@@ -151,3 +256,48 @@ def test_svg_charts_escape_labels_and_draw_every_part() -> None:
     )
     assert "<circle" in diagram and 'class="diagonal"' in diagram
     assert "no data yet" in line_chart([]) and "no data yet" in bar_chart([])
+
+
+def test_jobs_page_lists_jobs_with_progress_and_a_generated_form(client: TestClient, db: Session) -> None:
+    project = seed_project(db)
+    done, running = seed_training(db, project)
+    log_in(client, db, "root", "admin")
+    html = client.get("/projects/roadwork/jobs").text
+    assert f'data-job-id="{running.id}"' in html and 'aria-valuenow="25"' in html
+    assert 'data-kind="classifier_lora"' in html and 'name="learning_rate"' in html
+    assert 'data-json-post="/api/v1/projects/roadwork/jobs"' in html
+
+
+def test_job_page_shows_progress_log_and_curves(client: TestClient, db: Session) -> None:
+    project = seed_project(db)
+    _, running = seed_training(db, project)
+    log_in(client, db, "rita", "reviewer")
+    html = client.get(f"/jobs/{running.id}").text
+    assert "30 / 120" in html and "step 30 loss 0.41" in html
+    assert html.count('class="chart line-chart"') == 2  # loss and MCC
+    fragment = client.get(f"/jobs/{running.id}/charts").text
+    assert fragment.count("<svg") == 2 and "<html" not in fragment
+    assert "Cancel job" not in html  # cancelling is for admins
+
+
+def test_models_page_compares_against_production_and_offers_promotion(
+    client: TestClient, db: Session
+) -> None:
+    project = seed_project(db)
+    seed_training(db, project)
+    log_in(client, db, "root", "admin")
+    html = client.get("/projects/roadwork/models").text
+    assert 'data-version="1"' in html and 'data-version="2"' in html
+    assert "/api/v1/projects/roadwork/models/2/promote" in html
+    assert "/models/1/promote" not in html  # already production
+    assert "P(better)" in html and 'class="chart reliability"' in html and "MCC by camera_id" in html
+    assert client.get("/projects/roadwork/models?version=9").status_code == 404
+
+
+def test_datasets_page_lists_versions_with_export_links(client: TestClient, db: Session) -> None:
+    project = seed_project(db)
+    seed_training(db, project)
+    log_in(client, db, "rita", "reviewer")
+    html = client.get("/projects/roadwork/datasets").text
+    assert "/api/v1/projects/roadwork/datasets/1/export" in html and 'value="yolo"' in html
+    assert "negative 24" in html and 'id="freeze-form"' in html
