@@ -67,3 +67,31 @@ def test_dpo_refuses_a_dataset_where_the_vlm_was_always_right_and_sure(tmp_path)
     dataset = write_dataset_dir(tmp_path / "d", DatasetInfo(project="p", version=1), records)
     with pytest.raises(ValueError, match="^dataset: no preference pair"):
         run(_config(tmp_path / "never-loaded"), dataset, MemoryReporter(), tmp_path / "job")
+
+
+def test_dpo_starts_from_a_merged_sft_adapter(roadwork_dataset_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from ml.training.vlm.backends import load_processor
+    from ml.training.vlm.evaluate import score_p_yes
+    from ml.training.vlm.tiny import build_tiny_qwen2_vl
+
+    model_dir = build_tiny_qwen2_vl(tmp_path / "tiny")
+    base = AutoModelForImageTextToText.from_pretrained(model_dir)
+    processor = load_processor(str(model_dir), 112 * 112)
+    holdout = roadwork_dataset_dir.records("holdout")
+    question = roadwork_dataset_dir.info.question
+    base_scores = score_p_yes(base, processor, roadwork_dataset_dir, holdout, question=question)
+    # A random, non-zero adapter stands in for a vlm_sft artifact: it visibly moves the scores.
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False)
+    sft_like = get_peft_model(base, lora)
+    sft_like.save_pretrained(tmp_path / "sft-adapter")
+    start_scores = score_p_yes(sft_like, processor, roadwork_dataset_dir, holdout, question=question)
+    assert start_scores != pytest.approx(base_scores, abs=1e-3)
+
+    config = _config(
+        model_dir, max_steps=1, learning_rate=1e-12, init_adapter_path=str(tmp_path / "sft-adapter")
+    )
+    result = run(config, roadwork_dataset_dir, MemoryReporter(), tmp_path / "job")
+    assert result.holdout_scores == pytest.approx(start_scores, abs=1e-4)

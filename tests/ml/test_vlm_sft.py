@@ -93,3 +93,14 @@ def test_cancelled_sft_keeps_a_checkpoint_and_the_retry_resumes_from_it(
     assert retry.steps[0] == (2, 3)
     assert "resuming from checkpoint-1" in retry.lines
     assert set(result.holdout_scores) == {r.item_id for r in roadwork_dataset_dir.records("holdout")}
+
+
+def test_sft_trains_a_qwen3_vl_model_too(roadwork_dataset_dir, tmp_path):
+    from ml.training.vlm.tiny import build_tiny_qwen3_vl
+
+    model = build_tiny_qwen3_vl(tmp_path / "qwen3-vl")
+    config = _config(model, max_steps=2, max_image_pixels=128 * 128, train_vision_merger=True)
+    result = run(config, roadwork_dataset_dir, MemoryReporter(), tmp_path / "job")
+    assert set(result.holdout_scores) == {r.item_id for r in roadwork_dataset_dir.records("holdout")}
+    adapter = json.loads((result.artifact_dir / "adapter" / "adapter_config.json").read_text())
+    assert "model.visual.merger.linear_fc1" in adapter["target_modules"]

@@ -71,8 +71,8 @@ def build_tiny_tokenizer(path: Path):
     return tokenizer
 
 
-def _tiny_processor(path: Path, *, patch_size: int):
-    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+def _tiny_processor(path: Path, *, patch_size: int, qwen3: bool = False):
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor, Qwen3VLProcessor
 
     tokenizer = build_tiny_tokenizer(path / "_tokenizer")
     # 4 to 16 merged image tokens per picture: enough to see something, small enough for CPU tests.
@@ -81,7 +81,8 @@ def _tiny_processor(path: Path, *, patch_size: int):
     size = {"shortest_edge": pixels["min_pixels"], "longest_edge": pixels["max_pixels"]}
     image_processor = Qwen2VLImageProcessor(size=size, **pixels, patch_size=patch_size, merge_size=2)
     video_processor = Qwen2VLVideoProcessor(size=size, patch_size=patch_size, merge_size=2)
-    return Qwen2VLProcessor(
+    processor_class = Qwen3VLProcessor if qwen3 else Qwen2VLProcessor
+    return processor_class(
         image_processor=image_processor,
         tokenizer=tokenizer,
         video_processor=video_processor,
@@ -150,4 +151,37 @@ def build_tiny_qwen2_vl(path: Path, *, seed: int = 0) -> Path:
         **_vision_token_ids(processor.tokenizer),
     )
     model = Qwen2VLForConditionalGeneration(config)
+    return _save(path, model, processor)
+
+
+def build_tiny_qwen3_vl(path: Path, *, seed: int = 0) -> Path:
+    """Writes a randomly initialised two-layer Qwen3-VL (16-pixel patches, no deepstack) and its processor."""
+    import torch
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    processor = _tiny_processor(path, patch_size=16, qwen3=True)
+    text = _text_settings(processor.tokenizer)
+    config = Qwen3VLConfig(
+        text_config={
+            **text,
+            "head_dim": 16,
+            "rope_scaling": {"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True},
+        },
+        vision_config={
+            "depth": 1,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": text["hidden_size"],
+            "num_position_embeddings": 64,
+            "deepstack_visual_indexes": [],
+        },
+        tie_word_embeddings=True,
+        **_vision_token_ids(processor.tokenizer),
+    )
+    model = Qwen3VLForConditionalGeneration(config)
     return _save(path, model, processor)
