@@ -10,14 +10,27 @@ from app.core.config import Settings, get_settings
 from app.core.db import make_engine, make_sessionmaker
 from app.core.errors import install_error_handlers
 from app.dashboard.routes import router as dashboard_router
+from app.datasets.routes import router as datasets_router
 from app.drift.routes import router as drift_router
 from app.ingest.routes import router as ingest_router
+from app.jobs.routes import router as jobs_router
 from app.projects.routes import router as projects_router
+from app.registry.routes import router as registry_router
 from app.web.admin import router as admin_pages_router
 from app.web.pages import router as pages_router
 from app.web.templating import FRONTEND_DIR
 
-ROUTERS = [projects_router, ingest_router, drift_router, dashboard_router, pages_router, admin_pages_router]
+ROUTERS = [
+    projects_router,
+    ingest_router,
+    drift_router,
+    dashboard_router,
+    pages_router,
+    admin_pages_router,
+    datasets_router,
+    jobs_router,
+    registry_router,
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -9,7 +9,7 @@ from app.core.config import Settings, get_settings
 from app.drift.config import DriftSettings
 
 # Modules holding tasks; each domain that runs background work adds its module here.
-TASK_MODULES = ["workers.maintenance", "workers.drift"]
+TASK_MODULES = ["workers.maintenance", "workers.drift", "workers.training"]
 
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
@@ -32,6 +32,7 @@ def make_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         worker_hijack_root_logger=False,
         beat_schedule={
+            "reap-jobs": {"task": "hardcase.reap_jobs", "schedule": 30.0, "options": {"queue": CPU_QUEUE}},
             "check-drift": {
                 "task": "hardcase.check_drift",
                 "schedule": float(DriftSettings().interval_s),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 10:48:25.778803
+Create Date: 2026-11-25 10:52:58.980891
 """
 
 from collections.abc import Sequence
@@ -79,6 +79,41 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
         sa.UniqueConstraint("key_hash", name=op.f("uq_api_keys_key_hash")),
+    )
+    op.create_table(
+        "dataset_versions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
+        sa.Column(
+            "filters",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "stats",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("val_fraction", sa.Double(), nullable=False),
+        sa.Column("item_count", sa.Integer(), nullable=False),
+        sa.Column("created_by", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["created_by"],
+            ["users.id"],
+            name=op.f("fk_dataset_versions_created_by_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_dataset_versions_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dataset_versions")),
+        sa.UniqueConstraint("project_id", "version", name=op.f("uq_dataset_versions_project_id")),
     )
     op.create_table(
         "drift_checks",
@@ -213,6 +248,36 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "dataset_items",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("dataset_version_id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("label", sa.Integer(), nullable=True),
+        sa.Column(
+            "boxes",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("split", sa.String(length=10), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["dataset_version_id"],
+            ["dataset_versions.id"],
+            name=op.f("fk_dataset_items_dataset_version_id_dataset_versions"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["item_id"], ["items.id"], name=op.f("fk_dataset_items_item_id_items"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dataset_items")),
+        sa.UniqueConstraint(
+            "dataset_version_id", "item_id", name=op.f("uq_dataset_items_dataset_version_id")
+        ),
+    )
+    with op.batch_alter_table("dataset_items", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_dataset_items_item_id"), ["item_id"], unique=False)
+        batch_op.create_index("ix_dataset_items_version_split", ["dataset_version_id", "split"], unique=False)
+
+    op.create_table(
         "hardness",
         sa.Column("item_id", sa.Integer(), nullable=False),
         sa.Column("project_id", sa.Integer(), nullable=False),
@@ -258,6 +323,81 @@ def upgrade() -> None:
             ["project_id", "status", "likely_positive", sa.literal_column("priority DESC")],
             unique=False,
         )
+
+    op.create_table(
+        "holdout_items",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("added_by", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["added_by"], ["users.id"], name=op.f("fk_holdout_items_added_by_users"), ondelete="SET NULL"
+        ),
+        sa.ForeignKeyConstraint(
+            ["item_id"], ["items.id"], name=op.f("fk_holdout_items_item_id_items"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_holdout_items_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_holdout_items")),
+        sa.UniqueConstraint("project_id", "item_id", name=op.f("uq_holdout_items_project_id")),
+    )
+    op.create_table(
+        "jobs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=50), nullable=False),
+        sa.Column("dataset_version_id", sa.Integer(), nullable=False),
+        sa.Column(
+            "config",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "slice_keys",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("queue", sa.String(length=50), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("max_attempts", sa.Integer(), nullable=False),
+        sa.Column("progress_step", sa.Integer(), nullable=False),
+        sa.Column("progress_total", sa.Integer(), nullable=False),
+        sa.Column("attempt_first_step", sa.Integer(), nullable=True),
+        sa.Column("log_tail", sa.Text(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("artifact_dir", sa.String(length=1024), nullable=True),
+        sa.Column("celery_task_id", sa.String(length=255), nullable=True),
+        sa.Column("worker_id", sa.String(length=255), nullable=True),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_by", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["created_by"], ["users.id"], name=op.f("fk_jobs_created_by_users"), ondelete="SET NULL"
+        ),
+        sa.ForeignKeyConstraint(
+            ["dataset_version_id"],
+            ["dataset_versions.id"],
+            name=op.f("fk_jobs_dataset_version_id_dataset_versions"),
+            ondelete="RESTRICT",
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"], ["projects.id"], name=op.f("fk_jobs_project_id_projects"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
+    )
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.create_index("ix_jobs_project_created", ["project_id", "created_at"], unique=False)
+        batch_op.create_index("ix_jobs_status_heartbeat", ["status", "heartbeat_at"], unique=False)
 
     op.create_table(
         "predictions",
@@ -401,11 +541,167 @@ def upgrade() -> None:
     with op.batch_alter_table("flags", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_flags_item_id"), ["item_id"], unique=False)
 
+    op.create_table(
+        "job_metrics",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("job_id", sa.Integer(), nullable=False),
+        sa.Column("step", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("value", sa.Double(), nullable=False),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name=op.f("fk_job_metrics_job_id_jobs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_job_metrics")),
+    )
+    with op.batch_alter_table("job_metrics", schema=None) as batch_op:
+        batch_op.create_index("ix_job_metrics_job_step", ["job_id", "step"], unique=False)
+
+    op.create_table(
+        "model_versions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=50), nullable=False),
+        sa.Column("job_id", sa.Integer(), nullable=True),
+        sa.Column("dataset_version_id", sa.Integer(), nullable=True),
+        sa.Column("threshold", sa.Double(), nullable=False),
+        sa.Column(
+            "metrics",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "training_metrics",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("stage", sa.String(length=12), nullable=False),
+        sa.Column("artifact_dir", sa.String(length=1024), nullable=False),
+        sa.Column("artifact_archive", sa.String(length=1024), nullable=False),
+        sa.Column("artifact_sha256", sa.String(length=64), nullable=False),
+        sa.Column("artifact_bytes", sa.Integer(), nullable=False),
+        sa.Column(
+            "files",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("promoted_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("promoted_by", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["dataset_version_id"],
+            ["dataset_versions.id"],
+            name=op.f("fk_model_versions_dataset_version_id_dataset_versions"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name=op.f("fk_model_versions_job_id_jobs"), ondelete="SET NULL"
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_model_versions_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["promoted_by"],
+            ["users.id"],
+            name=op.f("fk_model_versions_promoted_by_users"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_model_versions")),
+        sa.UniqueConstraint("job_id", name=op.f("uq_model_versions_job_id")),
+        sa.UniqueConstraint("project_id", "version", name=op.f("uq_model_versions_project_id")),
+    )
+    with op.batch_alter_table("model_versions", schema=None) as batch_op:
+        batch_op.create_index("ix_model_versions_project_stage", ["project_id", "stage"], unique=False)
+        batch_op.create_index(
+            "uq_model_versions_one_production",
+            ["project_id"],
+            unique=True,
+            postgresql_where=sa.text("stage = 'production'"),
+            sqlite_where=sa.text("stage = 'production'"),
+        )
+
+    op.create_table(
+        "holdout_scores",
+        sa.Column("model_version_id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("score", sa.Double(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["item_id"], ["items.id"], name=op.f("fk_holdout_scores_item_id_items"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["model_version_id"],
+            ["model_versions.id"],
+            name=op.f("fk_holdout_scores_model_version_id_model_versions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("model_version_id", "item_id", name=op.f("pk_holdout_scores")),
+    )
+    op.create_table(
+        "model_stage_changes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("model_version_id", sa.Integer(), nullable=False),
+        sa.Column("from_stage", sa.String(length=12), nullable=False),
+        sa.Column("to_stage", sa.String(length=12), nullable=False),
+        sa.Column("action", sa.String(length=20), nullable=False),
+        sa.Column("replaced_version_id", sa.Integer(), nullable=True),
+        sa.Column("user_id", sa.Integer(), nullable=True),
+        sa.Column("note", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["model_version_id"],
+            ["model_versions.id"],
+            name=op.f("fk_model_stage_changes_model_version_id_model_versions"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_model_stage_changes_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["replaced_version_id"],
+            ["model_versions.id"],
+            name=op.f("fk_model_stage_changes_replaced_version_id_model_versions"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_model_stage_changes_user_id_users"), ondelete="SET NULL"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_model_stage_changes")),
+    )
+    with op.batch_alter_table("model_stage_changes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_model_stage_changes_project_id"), ["project_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("model_stage_changes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_model_stage_changes_project_id"))
+
+    op.drop_table("model_stage_changes")
+    op.drop_table("holdout_scores")
+    with op.batch_alter_table("model_versions", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_model_versions_one_production",
+            postgresql_where=sa.text("stage = 'production'"),
+            sqlite_where=sa.text("stage = 'production'"),
+        )
+        batch_op.drop_index("ix_model_versions_project_stage")
+
+    op.drop_table("model_versions")
+    with op.batch_alter_table("job_metrics", schema=None) as batch_op:
+        batch_op.drop_index("ix_job_metrics_job_step")
+
+    op.drop_table("job_metrics")
     with op.batch_alter_table("flags", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_flags_item_id"))
 
@@ -424,11 +720,22 @@ def downgrade() -> None:
         batch_op.drop_index("ix_predictions_project_model")
 
     op.drop_table("predictions")
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_index("ix_jobs_status_heartbeat")
+        batch_op.drop_index("ix_jobs_project_created")
+
+    op.drop_table("jobs")
+    op.drop_table("holdout_items")
     with op.batch_alter_table("hardness", schema=None) as batch_op:
         batch_op.drop_index("ix_hardness_next_positive")
         batch_op.drop_index("ix_hardness_next")
 
     op.drop_table("hardness")
+    with op.batch_alter_table("dataset_items", schema=None) as batch_op:
+        batch_op.drop_index("ix_dataset_items_version_split")
+        batch_op.drop_index(batch_op.f("ix_dataset_items_item_id"))
+
+    op.drop_table("dataset_items")
     with op.batch_alter_table("annotations", schema=None) as batch_op:
         batch_op.drop_index("ix_annotations_project_annotator_created")
         batch_op.drop_index("ix_annotations_item_annotator")
@@ -449,6 +756,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_drift_checks_created_at"))
 
     op.drop_table("drift_checks")
+    op.drop_table("dataset_versions")
     op.drop_table("api_keys")
     op.drop_table("users")
     op.drop_table("projects")

@@ -1,0 +1,1 @@
+"""Dataset versions: immutable, hashed snapshots of consensus labels with a fixed per-project holdout."""

@@ -1,0 +1,102 @@
+"""Dataset endpoints: freeze a version, list/read versions, export one as a zip, grow the holdout."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+
+from app.datasets import service
+from app.datasets.models import DatasetVersion
+from app.datasets.schemas import (
+    DatasetFreeze,
+    DatasetItemRead,
+    DatasetVersionDetail,
+    DatasetVersionRead,
+    HoldoutGrow,
+    HoldoutRead,
+)
+from app.deps import AdminUser, BlobsDep, ProjectDep, ReviewerUser, SessionDep, SettingsDep
+from app.jobs.access import Viewer
+from app.projects.models import Project
+
+router = APIRouter(prefix="/api/v1/projects/{project}", tags=["datasets"])
+
+
+def version_read(project: Project, version: DatasetVersion) -> DatasetVersionRead:
+    return DatasetVersionRead.model_validate({**_columns(version), "project": project.name})
+
+
+def _columns(version: DatasetVersion) -> dict:
+    return {c.key: getattr(version, c.key) for c in DatasetVersion.__table__.columns}
+
+
+@router.post("/datasets", response_model=DatasetVersionRead, status_code=201)
+def freeze(
+    body: DatasetFreeze, project: ProjectDep, session: SessionDep, user: ReviewerUser
+) -> DatasetVersionRead:
+    version = service.freeze_dataset_version(
+        db_session=session, project=project, freeze=body, user_id=user.id
+    )
+    session.commit()
+    return version_read(project, version)
+
+
+@router.get("/datasets", response_model=list[DatasetVersionRead])
+def list_versions(project: ProjectDep, session: SessionDep, _: Viewer) -> list[DatasetVersionRead]:
+    return [version_read(project, v) for v in service.list_versions(db_session=session, project=project)]
+
+
+@router.get("/datasets/{version}", response_model=DatasetVersionDetail)
+def read_version(version: int, project: ProjectDep, session: SessionDep, _: Viewer) -> DatasetVersionDetail:
+    from ml.exports import EXPORT_FORMATS
+
+    found = service.get_version(db_session=session, project=project, version=version)
+    items = [
+        DatasetItemRead(
+            item_id=row.item_id,
+            external_id=item.external_id,
+            label=row.label,
+            label_name=service.class_name(project, row.label),
+            boxes=row.boxes,
+            split=row.split,
+        )
+        for row, item in service.version_items(db_session=session, version=found)
+    ]
+    return DatasetVersionDetail(
+        **version_read(project, found).model_dump(), items=items, export_formats=list(EXPORT_FORMATS)
+    )
+
+
+@router.get("/datasets/{version}/export", response_class=FileResponse)
+def export_version(
+    version: int,
+    project: ProjectDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    blobs: BlobsDep,
+    _: Viewer,
+    format: str = Query(
+        "jsonl", description="jsonl, parquet, imagefolder, yolo, coco, label_studio, dpo_pairs"
+    ),
+) -> FileResponse:
+    found = service.get_version(db_session=session, project=project, version=version)
+    archive = service.export_archive(
+        db_session=session, project=project, version=found, fmt=format, settings=settings, blobs=blobs
+    )
+    return FileResponse(
+        archive, media_type="application/zip", filename=f"{project.name}-v{found.version}-{format}.zip"
+    )
+
+
+@router.get("/holdout", response_model=HoldoutRead)
+def read_holdout(project: ProjectDep, session: SessionDep, _: Viewer) -> HoldoutRead:
+    classes = service.holdout_summary(db_session=session, project=project)
+    return HoldoutRead(project=project.name, size=sum(classes.values()), classes=classes)
+
+
+@router.post("/holdout/grow", response_model=HoldoutRead)
+def grow_holdout(body: HoldoutGrow, project: ProjectDep, session: SessionDep, user: AdminUser) -> HoldoutRead:
+    added = service.grow_holdout(db_session=session, project=project, fraction=body.fraction, user_id=user.id)
+    session.commit()
+    classes = service.holdout_summary(db_session=session, project=project)
+    return HoldoutRead(project=project.name, size=sum(classes.values()), added=len(added), classes=classes)

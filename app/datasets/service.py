@@ -1,0 +1,405 @@
+"""Freezing, reading, materialising and exporting dataset versions; the project's fixed holdout."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import zipfile
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.core.blobs import BlobStore, sha_from_uri
+from app.core.config import Settings
+from app.core.errors import ApiError
+from app.datasets.models import DatasetItem, DatasetVersion, HoldoutItem
+from app.datasets.schemas import DatasetFreeze, FreezeFilters
+from app.datasets.splits import choose_holdout, content_hash, val_split
+from app.ingest.models import Item, Prediction
+from app.labels.service import Consensus, consensus_for_items
+from app.projects.models import Project
+from ml.dataset import DatasetInfo, DatasetRecord, DatasetVersionDir, StoredPrediction, write_dataset_dir
+
+SLICE_KEYS = ("is_night", "camera_id")
+CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class FrozenRow:
+    item_id: int
+    label: int | None
+    boxes: list
+    split: str
+
+
+# --- reading ------------------------------------------------------------------------------------------------
+
+
+def list_versions(*, db_session: Session, project: Project) -> list[DatasetVersion]:
+    query = select(DatasetVersion).where(DatasetVersion.project_id == project.id)
+    return list(db_session.scalars(query.order_by(DatasetVersion.version.desc())))
+
+
+def get_version(*, db_session: Session, project: Project, version: int) -> DatasetVersion:
+    found = db_session.scalar(
+        select(DatasetVersion).where(
+            DatasetVersion.project_id == project.id, DatasetVersion.version == version
+        )
+    )
+    if found is None:
+        raise ApiError(404, "dataset_version", f"project {project.name!r} has no dataset version {version}")
+    return found
+
+
+def version_items(*, db_session: Session, version: DatasetVersion) -> list[tuple[DatasetItem, Item]]:
+    query = (
+        select(DatasetItem, Item)
+        .join(Item, Item.id == DatasetItem.item_id)
+        .where(DatasetItem.dataset_version_id == version.id)
+        .order_by(DatasetItem.item_id)
+    )
+    return [(row, item) for row, item in db_session.execute(query)]
+
+
+def split_labels(*, db_session: Session, version: DatasetVersion, split: str) -> dict[int, int | None]:
+    query = select(DatasetItem.item_id, DatasetItem.label).where(
+        DatasetItem.dataset_version_id == version.id, DatasetItem.split == split
+    )
+    return {item_id: label for item_id, label in db_session.execute(query)}
+
+
+def consensus_labels(*, db_session: Session, project: Project) -> dict[int, Consensus]:
+    """The decided consensus (review, else majority) of every labeled item: what a freeze snapshots."""
+    everything = consensus_for_items(db_session=db_session, project=project)
+    return {item_id: c for item_id, c in everything.items() if c.decided}
+
+
+# --- holdout ------------------------------------------------------------------------------------------------
+
+
+def holdout_item_ids(*, db_session: Session, project: Project) -> set[int]:
+    return set(db_session.scalars(select(HoldoutItem.item_id).where(HoldoutItem.project_id == project.id)))
+
+
+def _add_holdout(db_session: Session, project: Project, item_ids: list[int], user_id: int | None) -> None:
+    if item_ids:
+        rows = [{"project_id": project.id, "item_id": i, "added_by": user_id} for i in item_ids]
+        db_session.execute(insert(HoldoutItem), rows)
+
+
+def grow_holdout(*, db_session: Session, project: Project, fraction: float, user_id: int | None) -> list[int]:
+    """Adds a stratified `fraction` of the labeled items that no dataset version has used yet.
+
+    Only never-frozen items qualify: an item a past version trained on would flatter every model after it.
+    """
+    labels = {
+        item_id: lab.label
+        for item_id, lab in consensus_labels(db_session=db_session, project=project).items()
+    }
+    used = set(
+        db_session.scalars(
+            select(DatasetItem.item_id)
+            .join(DatasetVersion, DatasetVersion.id == DatasetItem.dataset_version_id)
+            .where(DatasetVersion.project_id == project.id)
+        )
+    )
+    eligible = _image_items(db_session, project, set(labels) - used)
+    fresh = {item_id: labels[item_id] for item_id in eligible}
+    chosen = choose_holdout(project.id, fresh, fraction)
+    _add_holdout(db_session, project, chosen, user_id)
+    db_session.flush()
+    return chosen
+
+
+def holdout_summary(*, db_session: Session, project: Project) -> dict[str, int]:
+    labels = consensus_labels(db_session=db_session, project=project)
+    counts: Counter[str] = Counter()
+    for item_id in holdout_item_ids(db_session=db_session, project=project):
+        lab = labels.get(item_id)
+        counts[class_name(project, lab.label) if lab else "unlabeled"] += 1
+    return dict(sorted(counts.items()))
+
+
+# --- freezing -----------------------------------------------------------------------------------------------
+
+
+def _filtered_items(db_session: Session, project: Project, filters: FreezeFilters) -> dict[int, Item]:
+    query = select(Item).where(Item.project_id == project.id)
+    if filters.captured_from is not None:
+        query = query.where(Item.captured_at >= filters.captured_from)
+    if filters.captured_to is not None:
+        query = query.where(Item.captured_at < filters.captured_to)
+    if filters.camera_ids:
+        query = query.where(Item.camera_id.in_(filters.camera_ids))
+    return {item.id: item for item in db_session.scalars(query)}
+
+
+def _image_items(db_session: Session, project: Project, item_ids: set[int]) -> list[int]:
+    """Those of `item_ids` whose image is in the blob store (URL-only items cannot be trained on)."""
+    query = select(Item.id, Item.image_uri).where(Item.project_id == project.id)
+    return sorted(i for i, uri in db_session.execute(query) if i in item_ids and sha_from_uri(uri))
+
+
+def class_name(project: Project, label: int | None) -> str:
+    if label is None:
+        return "boxes_only"
+    return project.classes[label] if 0 <= label < len(project.classes) else str(label)
+
+
+def _slice_value(item: Item, key: str) -> str:
+    value = getattr(item, key) if hasattr(Item, key) else (item.meta or {}).get(key)
+    return "unknown" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def dataset_stats(project: Project, rows: list[FrozenRow], items: dict[int, Item], excluded: dict) -> dict:
+    """Counts per class, per split, per split and class, per slice value and class; exclusions."""
+    classes: Counter[str] = Counter()
+    splits: Counter[str] = Counter()
+    split_classes: dict[str, Counter[str]] = defaultdict(Counter)
+    slices: dict[str, dict[str, Counter[str]]] = {key: defaultdict(Counter) for key in SLICE_KEYS}
+    for row in rows:
+        name = class_name(project, row.label)
+        classes[name] += 1
+        splits[row.split] += 1
+        split_classes[row.split][name] += 1
+        for key in SLICE_KEYS:
+            slices[key][_slice_value(items[row.item_id], key)][name] += 1
+    return {
+        "items": len(rows),
+        "boxes": sum(len(row.boxes) for row in rows),
+        "classes": dict(sorted(classes.items())),
+        "splits": dict(sorted(splits.items())),
+        "split_classes": {s: dict(sorted(c.items())) for s, c in sorted(split_classes.items())},
+        "slices": {
+            k: {v: dict(sorted(c.items())) for v, c in sorted(vals.items())} for k, vals in slices.items()
+        },
+        "excluded": excluded,
+    }
+
+
+def _frozen_rows(
+    db_session: Session, project: Project, freeze: DatasetFreeze, user_id: int | None
+) -> tuple[list[FrozenRow], dict[int, Item], dict[str, int]]:
+    labels = consensus_labels(db_session=db_session, project=project)
+    if freeze.label_sources:
+        labels = {i: lab for i, lab in labels.items() if lab.source in freeze.label_sources}
+    holdout = holdout_item_ids(db_session=db_session, project=project)
+    items = _filtered_items(db_session, project, freeze)
+    candidates = {i: items[i] for i in labels if i in items and i not in holdout}
+    url_only = sorted(i for i, item in candidates.items() if not sha_from_uri(item.image_uri))
+    for item_id in url_only:
+        del candidates[item_id]
+    if not holdout:
+        chosen = choose_holdout(project.id, {i: labels[i].label for i in candidates}, freeze.holdout_fraction)
+        _add_holdout(db_session, project, chosen, user_id)
+        holdout = set(chosen)
+        for item_id in chosen:
+            del candidates[item_id]
+    holdout_items = {item.id: item for item in _items_by_id(db_session, project, holdout)}
+    holdout_rows = [
+        FrozenRow(i, labels[i].label, list(labels[i].boxes), "holdout")
+        for i, item in holdout_items.items()
+        if i in labels and sha_from_uri(item.image_uri)
+    ]
+    splits = val_split(project.id, {i: labels[i].label for i in candidates}, freeze.val_fraction)
+    rows = [FrozenRow(i, labels[i].label, list(labels[i].boxes), splits[i]) for i in candidates]
+    excluded = {"url_only": len(url_only), "holdout_unlabeled": len(holdout) - len(holdout_rows)}
+    return sorted(rows + holdout_rows, key=lambda r: r.item_id), {**candidates, **holdout_items}, excluded
+
+
+def _items_by_id(db_session: Session, project: Project, item_ids: Iterable[int]) -> list[Item]:
+    ids = sorted(item_ids)
+    out: list[Item] = []
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        out.extend(db_session.scalars(select(Item).where(Item.project_id == project.id, Item.id.in_(chunk))))
+    return out
+
+
+def freeze_dataset_version(
+    *, db_session: Session, project: Project, freeze: DatasetFreeze, user_id: int | None
+) -> DatasetVersion:
+    """Snapshots the consensus labels into a new immutable version (the first freeze also fixes the holdout)."""
+    rows, items, excluded = _frozen_rows(db_session, project, freeze, user_id)
+    if not any(row.split == "train" for row in rows):
+        raise ApiError(422, "filters", "no consensus-labeled items with stored images match these filters")
+    latest = db_session.scalar(
+        select(func.max(DatasetVersion.version)).where(DatasetVersion.project_id == project.id)
+    )
+    version = DatasetVersion(
+        project_id=project.id,
+        version=(latest or 0) + 1,
+        content_hash=content_hash((r.item_id, r.label, r.boxes, r.split) for r in rows),
+        filters=freeze.model_dump(mode="json", exclude={"val_fraction", "holdout_fraction"}),
+        stats=dataset_stats(project, rows, items, excluded),
+        val_fraction=freeze.val_fraction,
+        item_count=len(rows),
+        created_by=user_id,
+    )
+    db_session.add(version)
+    try:
+        db_session.flush()
+    except IntegrityError as exc:
+        db_session.rollback()
+        raise ApiError(
+            409, "version", "another dataset version was frozen at the same moment; retry"
+        ) from exc
+    payload = [
+        {
+            "dataset_version_id": version.id,
+            "item_id": r.item_id,
+            "label": r.label,
+            "boxes": r.boxes,
+            "split": r.split,
+        }
+        for r in rows
+    ]
+    for start in range(0, len(payload), CHUNK):
+        db_session.execute(insert(DatasetItem), payload[start : start + CHUNK])
+    db_session.flush()
+    return version
+
+
+# --- on disk ------------------------------------------------------------------------------------------------
+
+
+def _stored_predictions(db_session: Session, version: DatasetVersion) -> dict[int, list[StoredPrediction]]:
+    query = (
+        select(Prediction)
+        .join(DatasetItem, DatasetItem.item_id == Prediction.item_id)
+        .where(DatasetItem.dataset_version_id == version.id)
+        .order_by(Prediction.item_id, Prediction.model, Prediction.id)
+    )
+    out: dict[int, list[StoredPrediction]] = defaultdict(list)
+    for p in db_session.scalars(query):
+        out[p.item_id].append(
+            StoredPrediction(
+                model=p.model,
+                model_version=p.model_version or "",
+                score=p.score,
+                probs=p.probs,
+                label=p.label,
+                boxes=list(p.boxes or []),
+            )
+        )
+    return out
+
+
+def item_metadata(item: Item) -> dict:
+    return {
+        **(item.meta or {}),
+        "camera_id": item.camera_id,
+        "is_night": item.is_night,
+        "captured_at": item.captured_at.isoformat() if item.captured_at else None,
+        "lat": item.lat,
+        "lon": item.lon,
+        "width": item.width,
+        "height": item.height,
+    }
+
+
+def dataset_records(*, db_session: Session, version: DatasetVersion, blobs: BlobStore) -> list[DatasetRecord]:
+    predictions = _stored_predictions(db_session, version)
+    records = []
+    for row, item in version_items(db_session=db_session, version=version):
+        sha = sha_from_uri(item.image_uri)
+        path = blobs.path_for(sha) if sha else None
+        if path is None or not path.exists():
+            raise ApiError(
+                409, "image", f"item {item.external_id!r}: image blob {sha} is missing from the store"
+            )
+        records.append(
+            DatasetRecord(
+                item_id=item.id,
+                external_id=item.external_id,
+                image=str(path),
+                label=row.label,
+                split=row.split,
+                boxes=list(row.boxes or []),
+                predictions=predictions.get(item.id, []),
+                metadata=item_metadata(item),
+            )
+        )
+    return records
+
+
+def dataset_info(project: Project, version: DatasetVersion) -> DatasetInfo:
+    return DatasetInfo(
+        project=project.name,
+        version=version.version,
+        kind=project.kind,
+        classes=list(project.classes),
+        question=project.question,
+        content_hash=version.content_hash,
+        box_classes=list(project.box_classes or []),
+    )
+
+
+def materialise_dataset(
+    *, db_session: Session, project: Project, version: DatasetVersion, root: Path, blobs: BlobStore
+) -> DatasetVersionDir:
+    """Writes the version under `root` for workers and exports; reuses a complete copy (versions never change)."""
+    existing = DatasetVersionDir(root)
+    if (root / "manifest.jsonl").exists() and existing.info.content_hash == version.content_hash:
+        return existing
+    records = dataset_records(db_session=db_session, version=version, blobs=blobs)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    write_dataset_dir(staging, dataset_info(project, version), records)
+    shutil.rmtree(root, ignore_errors=True)
+    os.replace(staging, root)
+    return DatasetVersionDir(root)
+
+
+def dataset_dir(settings: Settings, project: Project, version: DatasetVersion) -> Path:
+    return settings.data_dir.resolve() / "datasets" / f"project-{project.id}" / f"v{version.version}"
+
+
+def export_archive(
+    *,
+    db_session: Session,
+    project: Project,
+    version: DatasetVersion,
+    fmt: str,
+    settings: Settings,
+    blobs: BlobStore,
+) -> Path:
+    """A zip of the version in `fmt` (cached: a version's export never changes)."""
+    from ml.exports import EXPORT_FORMATS, export_dataset
+
+    if fmt not in EXPORT_FORMATS:
+        raise ApiError(422, "format", f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
+    archive = (
+        settings.data_dir.resolve() / "exports" / f"project-{project.id}" / f"v{version.version}-{fmt}.zip"
+    )
+    if archive.exists():
+        return archive
+    dataset = materialise_dataset(
+        db_session=db_session,
+        project=project,
+        version=version,
+        root=dataset_dir(settings, project, version),
+        blobs=blobs,
+    )
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
+        out = Path(tmp) / f"{project.name}-v{version.version}-{fmt}"
+        export_dataset(dataset, fmt, out)
+        staged = Path(tmp) / "export.zip"
+        zip_directory(out, staged)
+        os.replace(staged, archive)
+    return archive
+
+
+def zip_directory(folder: Path, archive: Path) -> None:
+    """Zips `folder` with paths relative to its parent, in a stable order."""
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        paths = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
+        for path in paths:
+            zf.write(path, path.relative_to(folder.parent).as_posix())

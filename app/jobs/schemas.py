@@ -1,0 +1,69 @@
+"""Request and response bodies of the job endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class JobCreate(BaseModel):
+    kind: str = Field(..., description="a job kind from GET /api/v1/jobs/kinds")
+    dataset_version: int = Field(..., ge=1, description="version number of a frozen dataset of this project")
+    base_model: str | None = Field(
+        None, description="local path or hub id (already cached) of the model to start from; stored in config"
+    )
+    config: dict[str, Any] = Field(default_factory=dict, description="knobs of the kind's config dataclass")
+    slice_keys: list[str] = Field(
+        default_factory=list, description="extra item metadata keys to report per-slice holdout MCC for"
+    )
+    max_attempts: int = Field(3, ge=1, le=10, description="runs before a job whose worker keeps dying fails")
+
+
+class JobKindRead(BaseModel):
+    name: str
+    title: str
+    queue: str
+    base_model_field: str | None
+    config_fields: list[dict[str, Any]]
+
+
+class JobProgress(BaseModel):
+    step: int
+    total: int
+    fraction: float
+    eta_s: float | None
+    elapsed_s: float | None
+
+
+class JobRead(BaseModel):
+    id: int
+    project: str
+    kind: str
+    dataset_version: int
+    config: dict[str, Any]
+    slice_keys: list[str]
+    status: str
+    attempts: int
+    max_attempts: int
+    progress: JobProgress
+    attempt_first_step: int | None
+    latest_metrics: dict[str, float]
+    error: str | None
+    artifact_dir: str | None
+    celery_task_id: str | None
+    worker_id: str | None
+    queue: str
+    heartbeat_at: datetime | None
+    heartbeat_age_s: float | None
+    cancel_requested_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    model_version: int | None
+
+
+class JobDetail(JobRead):
+    log_tail: str
+    metrics: dict[str, list[list[float]]] = Field(description="name -> [[step, value], ...] in step order")

@@ -1,0 +1,113 @@
+"""Registry endpoints: the comparison table, promote / roll back (admins), production for the cascade."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from app.core.errors import ApiError
+from app.deps import AdminUser, ProjectDep, SessionDep
+from app.jobs.access import ModelReader, Viewer
+from app.registry import service
+from app.registry.schemas import ModelVersionRead, ProductionModel, PromoteBody, StageChangeRead
+
+router = APIRouter(prefix="/api/v1/projects/{project}/models", tags=["registry"])
+
+
+@router.get("", response_model=list[ModelVersionRead])
+def list_models(project: ProjectDep, session: SessionDep, _: Viewer) -> list[dict]:
+    return service.comparison_rows(db_session=session, project=project)
+
+
+@router.get("/production", response_model=ProductionModel)
+def read_production(project: ProjectDep, session: SessionDep, _: ModelReader) -> ProductionModel:
+    model = service.production_model(db_session=session, project=project)
+    if model is None:
+        raise ApiError(404, "stage", f"project {project.name!r} has no production model yet")
+    return ProductionModel(
+        project=project.name,
+        name=model.name,
+        version=model.version,
+        kind=model.kind,
+        threshold=model.threshold,
+        metrics=model.metrics,
+        artifact_url=service.artifact_url(project, model),
+        artifact_sha256=model.artifact_sha256,
+        artifact_bytes=model.artifact_bytes,
+        files=model.files,
+        promoted_at=service.as_utc(model.promoted_at),
+    )
+
+
+@router.get("/history", response_model=list[StageChangeRead])
+def read_history(project: ProjectDep, session: SessionDep, _: Viewer) -> list[dict]:
+    return service.stage_history(db_session=session, project=project)
+
+
+@router.post("/rollback", response_model=ModelVersionRead)
+def rollback_production(
+    project: ProjectDep, session: SessionDep, user: AdminUser, body: PromoteBody | None = None
+) -> dict:
+    model = service.rollback(
+        db_session=session, project=project, user_id=user.id, note=(body or PromoteBody()).note
+    )
+    session.commit()
+    return _row(session, project, model.version)
+
+
+@router.get("/{version}", response_model=ModelVersionRead)
+def read_model(version: int, project: ProjectDep, session: SessionDep, _: Viewer) -> dict:
+    return _row(session, project, version)
+
+
+@router.post("/{version}/promote", response_model=ModelVersionRead)
+def promote_model(
+    version: int, project: ProjectDep, session: SessionDep, user: AdminUser, body: PromoteBody | None = None
+) -> dict:
+    service.promote(
+        db_session=session,
+        project=project,
+        version=version,
+        user_id=user.id,
+        note=(body or PromoteBody()).note,
+    )
+    session.commit()
+    return _row(session, project, version)
+
+
+@router.post("/{version}/rollback", response_model=ModelVersionRead)
+def rollback_to(
+    version: int, project: ProjectDep, session: SessionDep, user: AdminUser, body: PromoteBody | None = None
+) -> dict:
+    service.rollback(
+        db_session=session,
+        project=project,
+        user_id=user.id,
+        to_version=version,
+        note=(body or PromoteBody()).note,
+    )
+    session.commit()
+    return _row(session, project, version)
+
+
+@router.get("/{version}/artifact", response_class=FileResponse)
+def download_artifact(version: int, project: ProjectDep, session: SessionDep, _: ModelReader) -> FileResponse:
+    model = service.get_model(db_session=session, project=project, version=version)
+    archive = Path(model.artifact_archive)
+    if not archive.exists():
+        raise ApiError(410, "artifact", f"the artifact of v{version} is gone from {archive.parent}")
+    return FileResponse(
+        archive,
+        media_type="application/zip",
+        filename=f"{model.name}-v{model.version}.zip",
+        headers={"X-Artifact-SHA256": model.artifact_sha256},
+    )
+
+
+def _row(session: SessionDep, project: ProjectDep, version: int) -> dict:
+    rows = service.comparison_rows(db_session=session, project=project, version=version)
+    if not rows:
+        raise ApiError(404, "version", f"project {project.name!r} has no model version {version}")
+    return rows[0]

@@ -1,0 +1,394 @@
+"""Registering finished jobs as model versions, measured here on the project's holdout with ml.evaluation,
+and moving them between stages (candidate, production, archived) with an audit trail."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings
+from app.core.db import utcnow
+from app.core.errors import ApiError
+from app.datasets.models import DatasetItem, DatasetVersion
+from app.datasets.service import zip_directory
+from app.ingest.models import Item
+from app.jobs.models import Job
+from app.jobs.service import as_utc
+from app.projects.models import Project
+from app.registry.models import ARCHIVED, PRODUCTION, HoldoutScore, ModelVersion, StageChange
+from ml.evaluation import binary_metrics, bootstrap_mcc_difference, reliability_curve, slice_mcc
+
+SLICE_KEYS = ("is_night", "camera_id")
+N_BOOT = 1000
+
+
+def finite(value: Any) -> Any:
+    """JSON-safe: NaN/inf become None (PostgreSQL JSONB rejects them), recursively."""
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def is_positive(label: int | None, boxes: list | None) -> int:
+    """Holdout truth for P(positive): class 0 is the negative class; box-only labels count by their boxes."""
+    if label is None:
+        return int(bool(boxes))
+    return int(label != 0)
+
+
+# --- evaluation ---------------------------------------------------------------------------------------------
+
+
+def holdout_truth(*, db_session: Session, dataset_version_id: int) -> dict[int, int]:
+    query = select(DatasetItem.item_id, DatasetItem.label, DatasetItem.boxes).where(
+        DatasetItem.dataset_version_id == dataset_version_id, DatasetItem.split == "holdout"
+    )
+    return {item_id: is_positive(label, boxes) for item_id, label, boxes in db_session.execute(query)}
+
+
+def slice_values(*, db_session: Session, item_ids: list[int], keys: list[str]) -> dict[str, dict[int, Any]]:
+    out: dict[str, dict[int, Any]] = {key: {} for key in keys}
+    for item in db_session.scalars(select(Item).where(Item.id.in_(item_ids))):
+        for key in keys:
+            value = getattr(item, key) if key in Item.__table__.columns else (item.meta or {}).get(key)
+            out[key][item.id] = str(value).lower() if isinstance(value, bool) else value
+    return out
+
+
+def holdout_evaluation(
+    scores: dict[int, float], truth: dict[int, int], threshold: float, slices: dict[str, dict[int, Any]]
+) -> dict[str, Any]:
+    """Every registry metric on the items both scored and labeled: MCC first, calibration, per-slice MCC."""
+    ids = sorted(set(scores) & set(truth))
+    if not ids:
+        raise ValueError("holdout_scores: no scored item is in the labeled holdout")
+    s = np.array([scores[i] for i in ids], dtype=np.float64)
+    y = np.array([truth[i] for i in ids], dtype=np.int64)
+    metrics: dict[str, Any] = binary_metrics(s, y, threshold)
+    metrics["missing_scores"] = len(set(truth) - set(scores))
+    metrics["reliability"] = reliability_curve(s, y)
+    metrics["slices"] = {
+        key: slice_mcc(s, y, threshold, [values.get(i) for i in ids]) for key, values in slices.items()
+    }
+    return finite(metrics)
+
+
+def stored_scores(*, db_session: Session, model_version_id: int) -> dict[int, float]:
+    query = select(HoldoutScore.item_id, HoldoutScore.score).where(
+        HoldoutScore.model_version_id == model_version_id
+    )
+    return dict(db_session.execute(query).all())
+
+
+def compare_models(
+    *,
+    candidate_scores: dict[int, float],
+    candidate_threshold: float,
+    baseline_scores: dict[int, float],
+    baseline_threshold: float,
+    truth: dict[int, int],
+    n_boot: int = N_BOOT,
+) -> dict[str, Any] | None:
+    """Paired bootstrap of the MCC difference on the items both models scored; None without overlap."""
+    ids = sorted(set(candidate_scores) & set(baseline_scores) & set(truth))
+    if not ids:
+        return None
+    cand = [candidate_scores[i] for i in ids]
+    base = [baseline_scores[i] for i in ids]
+    labels = [truth[i] for i in ids]
+    diff = bootstrap_mcc_difference(
+        cand, base, labels, candidate_threshold, baseline_threshold, n_boot=n_boot
+    )
+    cand_mcc = binary_metrics(cand, labels, candidate_threshold)["mcc"]
+    base_mcc = binary_metrics(base, labels, baseline_threshold)["mcc"]
+    return finite({"n": len(ids), "mcc": cand_mcc, "production_mcc": base_mcc, **diff})
+
+
+# --- registration -------------------------------------------------------------------------------------------
+
+
+def production_model(*, db_session: Session, project: Project) -> ModelVersion | None:
+    return db_session.scalar(
+        select(ModelVersion).where(ModelVersion.project_id == project.id, ModelVersion.stage == PRODUCTION)
+    )
+
+
+def archive_artifact(artifact_dir: Path, archive: Path) -> tuple[str, int]:
+    """Zips the artifact dir (atomically) and returns (sha256, bytes) of the zip."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=archive.parent, suffix=".zip")
+    os.close(fd)
+    zip_directory(artifact_dir, Path(tmp))
+    os.replace(tmp, archive)
+    digest = hashlib.sha256()
+    with archive.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest(), archive.stat().st_size
+
+
+def register_model_version(
+    *,
+    db_session: Session,
+    job: Job,
+    project: Project,
+    artifact_dir: Path,
+    threshold: float,
+    holdout_scores: dict[int, float],
+    training_metrics: dict[str, Any],
+    files: dict[str, str],
+    settings: Settings,
+) -> ModelVersion:
+    """A new candidate from a finished job, with holdout metrics and the comparison to production."""
+    existing = db_session.scalar(select(ModelVersion).where(ModelVersion.job_id == job.id))
+    if existing is not None:
+        return existing
+    scores = {int(k): float(v) for k, v in holdout_scores.items()}
+    truth = holdout_truth(db_session=db_session, dataset_version_id=job.dataset_version_id)
+    keys = list(dict.fromkeys([*SLICE_KEYS, *(job.slice_keys or [])]))
+    slices = slice_values(db_session=db_session, item_ids=sorted(truth), keys=keys)
+    metrics = holdout_evaluation(scores, truth, threshold, slices)
+    production = production_model(db_session=db_session, project=project)
+    if production is not None:
+        metrics["vs_production"] = compare_models(
+            candidate_scores=scores,
+            candidate_threshold=threshold,
+            baseline_scores=stored_scores(db_session=db_session, model_version_id=production.id),
+            baseline_threshold=production.threshold,
+            truth=truth,
+        )
+        metrics["vs_production_version"] = production.version
+    archive = settings.data_dir.resolve() / "models" / f"project-{project.id}" / f"job-{job.id}.zip"
+    sha256, size = archive_artifact(artifact_dir, archive)
+    latest = db_session.scalar(
+        select(func.max(ModelVersion.version)).where(ModelVersion.project_id == project.id)
+    )
+    model = ModelVersion(
+        project_id=project.id,
+        name=f"{project.name}-{job.kind}",
+        version=(latest or 0) + 1,
+        kind=job.kind,
+        job_id=job.id,
+        dataset_version_id=job.dataset_version_id,
+        threshold=float(threshold),
+        metrics=metrics,
+        training_metrics=finite(dict(training_metrics)),
+        artifact_dir=str(artifact_dir),
+        artifact_archive=str(archive),
+        artifact_sha256=sha256,
+        artifact_bytes=size,
+        files=dict(files),
+    )
+    db_session.add(model)
+    db_session.flush()
+    rows = [{"model_version_id": model.id, "item_id": i, "score": s} for i, s in scores.items() if i in truth]
+    if rows:
+        db_session.execute(insert(HoldoutScore), rows)
+    return model
+
+
+# --- reading ------------------------------------------------------------------------------------------------
+
+
+def list_models(*, db_session: Session, project: Project) -> list[ModelVersion]:
+    query = select(ModelVersion).where(ModelVersion.project_id == project.id)
+    return list(db_session.scalars(query.order_by(ModelVersion.version.desc())))
+
+
+def get_model(*, db_session: Session, project: Project, version: int) -> ModelVersion:
+    found = db_session.scalar(
+        select(ModelVersion).where(ModelVersion.project_id == project.id, ModelVersion.version == version)
+    )
+    if found is None:
+        raise ApiError(404, "version", f"project {project.name!r} has no model version {version}")
+    return found
+
+
+def artifact_url(project: Project, model: ModelVersion) -> str:
+    return f"/api/v1/projects/{project.name}/models/{model.version}/artifact"
+
+
+def comparison_rows(
+    *, db_session: Session, project: Project, version: int | None = None, n_boot: int = N_BOOT
+) -> list[dict[str, Any]]:
+    """Every model of the project (or just `version`) with its holdout metrics and, for non-production models,
+    a paired bootstrap against the current production model on their common holdout items."""
+    models = list_models(db_session=db_session, project=project)
+    datasets = dict(
+        db_session.execute(
+            select(DatasetVersion.id, DatasetVersion.version).where(DatasetVersion.project_id == project.id)
+        ).all()
+    )
+    production = next((m for m in models if m.stage == PRODUCTION), None)
+    production_scores = (
+        stored_scores(db_session=db_session, model_version_id=production.id) if production else {}
+    )
+    rows = []
+    for model in models:
+        if version is not None and model.version != version:
+            continue
+        versus = None
+        if production is not None and model.id != production.id and model.dataset_version_id is not None:
+            versus = compare_models(
+                candidate_scores=stored_scores(db_session=db_session, model_version_id=model.id),
+                candidate_threshold=model.threshold,
+                baseline_scores=production_scores,
+                baseline_threshold=production.threshold,
+                truth=holdout_truth(db_session=db_session, dataset_version_id=model.dataset_version_id),
+                n_boot=n_boot,
+            )
+            if versus is not None:
+                versus["production_version"] = production.version
+        rows.append(model_row(project, model, datasets.get(model.dataset_version_id), versus))
+    return rows
+
+
+def model_row(
+    project: Project, model: ModelVersion, dataset_version: int | None, versus: dict | None
+) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "version": model.version,
+        "kind": model.kind,
+        "stage": model.stage,
+        "job_id": model.job_id,
+        "dataset_version": dataset_version,
+        "threshold": model.threshold,
+        "metrics": model.metrics,
+        "training_metrics": model.training_metrics,
+        "vs_production": versus,
+        "artifact_url": artifact_url(project, model),
+        "artifact_sha256": model.artifact_sha256,
+        "artifact_bytes": model.artifact_bytes,
+        "files": model.files,
+        "created_at": as_utc(model.created_at),
+        "promoted_at": as_utc(model.promoted_at),
+    }
+
+
+def stage_history(*, db_session: Session, project: Project) -> list[dict[str, Any]]:
+    versions = dict(
+        db_session.execute(
+            select(ModelVersion.id, ModelVersion.version).where(ModelVersion.project_id == project.id)
+        ).all()
+    )
+    changes = db_session.scalars(
+        select(StageChange).where(StageChange.project_id == project.id).order_by(StageChange.id.desc())
+    )
+    return [
+        {
+            "version": versions.get(c.model_version_id),
+            "action": c.action,
+            "from_stage": c.from_stage,
+            "to_stage": c.to_stage,
+            "replaced_version": versions.get(c.replaced_version_id),
+            "user_id": c.user_id,
+            "note": c.note,
+            "created_at": as_utc(c.created_at),
+        }
+        for c in changes
+    ]
+
+
+# --- stages -------------------------------------------------------------------------------------------------
+
+
+def _lock_project(db_session: Session, project: Project) -> None:
+    """Serialises stage changes of one project (SQLite serialises every writer anyway)."""
+    db_session.execute(select(Project.id).where(Project.id == project.id).with_for_update())
+
+
+def _set_stage(
+    db_session: Session,
+    model: ModelVersion,
+    stage: str,
+    action: str,
+    user_id: int | None,
+    note: str = "",
+    replaced: ModelVersion | None = None,
+) -> None:
+    db_session.add(
+        StageChange(
+            project_id=model.project_id,
+            model_version_id=model.id,
+            from_stage=model.stage,
+            to_stage=stage,
+            action=action,
+            replaced_version_id=replaced.id if replaced else None,
+            user_id=user_id,
+            note=note,
+        )
+    )
+    model.stage = stage
+    if stage == PRODUCTION:
+        model.promoted_at, model.promoted_by = utcnow(), user_id
+    db_session.flush()
+
+
+def _make_production(
+    db_session: Session, project: Project, model: ModelVersion, action: str, user_id: int | None, note: str
+) -> ModelVersion:
+    current = production_model(db_session=db_session, project=project)
+    if current is not None:
+        _set_stage(db_session, current, ARCHIVED, "archive", user_id, f"replaced by v{model.version}")
+    _set_stage(db_session, model, PRODUCTION, action, user_id, note, replaced=current)
+    return model
+
+
+def promote(
+    *, db_session: Session, project: Project, version: int, user_id: int | None, note: str = ""
+) -> ModelVersion:
+    """Makes `version` the production model; the previous production model is archived."""
+    _lock_project(db_session, project)
+    model = get_model(db_session=db_session, project=project, version=version)
+    if model.stage == PRODUCTION:
+        raise ApiError(409, "version", f"model version {version} is already in production")
+    return _make_production(db_session, project, model, "promote", user_id, note)
+
+
+def rollback(
+    *,
+    db_session: Session,
+    project: Project,
+    user_id: int | None,
+    to_version: int | None = None,
+    note: str = "",
+) -> ModelVersion:
+    """Restores the model that production replaced last (or `to_version`, which must have served before)."""
+    _lock_project(db_session, project)
+    current = production_model(db_session=db_session, project=project)
+    if to_version is None:
+        if current is None:
+            raise ApiError(409, "version", "there is no production model to roll back")
+        last = db_session.scalar(
+            select(StageChange)
+            .where(StageChange.model_version_id == current.id, StageChange.to_stage == PRODUCTION)
+            .order_by(StageChange.id.desc())
+        )
+        if last is None or last.replaced_version_id is None:
+            raise ApiError(409, "version", f"v{current.version} replaced no earlier production model")
+        target = db_session.get(ModelVersion, last.replaced_version_id)
+    else:
+        target = get_model(db_session=db_session, project=project, version=to_version)
+        served = db_session.scalar(
+            select(StageChange.id).where(
+                StageChange.model_version_id == target.id, StageChange.to_stage == PRODUCTION
+            )
+        )
+        if served is None:
+            raise ApiError(409, "version", f"v{to_version} was never in production; promote it instead")
+        if target.stage == PRODUCTION:
+            raise ApiError(409, "version", f"v{to_version} is already in production")
+    return _make_production(db_session, project, target, "rollback", user_id, note)

@@ -1,0 +1,166 @@
+"""Dataset versions: deterministic, immutable freezes; a fixed holdout that never enters training; exports."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+from app.core.blobs import BlobStore
+from app.datasets.splits import content_hash, val_split
+from app.labels.models import Annotation
+from tests.utils.factories import make_project
+from tests.workers.training_support import client_as, seed_labeled_items
+
+BASE = "/api/v1/projects/roadwork/datasets"
+
+
+def setup_project(app, db, n: int = 30, **seed_kwargs):
+    project = make_project(db, "roadwork")
+    reviewer_client, reviewer = client_as(app, db, "reviewer")
+    items = seed_labeled_items(
+        db, BlobStore(app.state.settings.resolved_blob_dir), project, reviewer, n, **seed_kwargs
+    )
+    return project, reviewer_client, reviewer, items
+
+
+def splits_of(client, version: int) -> dict[int, str]:
+    body = client.get(f"{BASE}/{version}").json()
+    return {row["item_id"]: row["split"] for row in body["items"]}
+
+
+def test_freezing_twice_without_new_labels_gives_the_same_content_and_splits(app, db):
+    _, client, _, _ = setup_project(app, db)
+    first = client.post(BASE, json={}).json()
+    second = client.post(BASE, json={}).json()
+    assert (first["version"], second["version"]) == (1, 2)
+    assert first["content_hash"] == second["content_hash"]
+    assert splits_of(client, 1) == splits_of(client, 2)
+    assert first["stats"]["items"] == 30 == first["item_count"]
+    assert set(first["stats"]["splits"]) == {"train", "val", "holdout"}
+    assert sum(first["stats"]["classes"].values()) == 30
+    assert set(first["stats"]["slices"]) == {"is_night", "camera_id"}
+    assert sum(first["stats"]["slices"]["camera_id"]["cam-a"].values()) == 10
+
+
+def test_a_frozen_version_never_changes_when_labels_and_items_change(app, db):
+    project, client, reviewer, items = setup_project(app, db)
+    v1 = client.post(BASE, json={}).json()
+    v1_rows = client.get(f"{BASE}/1").json()["items"]
+    db.add(Annotation(item_id=items[0].id, project_id=project.id, annotator_id=reviewer.id, label=0))
+    db.commit()
+    seed_labeled_items(db, app.state.blobs, project, reviewer, 6, start_index=100, seed=7)
+    v2 = client.post(BASE, json={}).json()
+    again = client.get(f"{BASE}/1").json()
+    assert again["items"] == v1_rows and again["content_hash"] == v1["content_hash"]
+    assert v2["item_count"] > v1["item_count"]
+    assert v2["content_hash"] != v1["content_hash"]
+
+
+def test_holdout_items_never_enter_train_or_val_and_stay_fixed(app, db):
+    project, client, reviewer, _ = setup_project(app, db)
+    client.post(BASE, json={"holdout_fraction": 0.2})
+    holdout = {i for i, s in splits_of(client, 1).items() if s == "holdout"}
+    assert 4 <= len(holdout) <= 8
+    seed_labeled_items(db, app.state.blobs, project, reviewer, 10, start_index=200, seed=3)
+    client.post(BASE, json={"holdout_fraction": 0.5})  # only the first freeze picks the holdout
+    v2 = splits_of(client, 2)
+    assert {i for i, s in v2.items() if s == "holdout"} == holdout
+    trained = {i for i, s in v2.items() if s in ("train", "val")} | {
+        i for i, s in splits_of(client, 1).items() if s in ("train", "val")
+    }
+    assert not trained & holdout
+
+
+def test_growing_the_holdout_takes_only_items_no_version_has_used(app, db):
+    project, client, reviewer, _ = setup_project(app, db)
+    client.post(BASE, json={})
+    used = set(splits_of(client, 1))
+    admin, _ = client_as(app, db, "admin")
+    fresh = seed_labeled_items(db, app.state.blobs, project, reviewer, 12, start_index=300, seed=5)
+    before = client.get("/api/v1/projects/roadwork/holdout").json()["size"]
+    grown = admin.post("/api/v1/projects/roadwork/holdout/grow", json={"fraction": 0.5})
+    assert grown.status_code == 200, grown.text
+    assert grown.json()["added"] == 6 and grown.json()["size"] == before + 6
+    v2 = splits_of(client, client.post(BASE, json={}).json()["version"])
+    new_holdout = {i for i, s in v2.items() if s == "holdout"} - {
+        i for i, s in splits_of(client, 1).items() if s == "holdout"
+    }
+    assert len(new_holdout) == 6
+    assert new_holdout <= {item.id for item in fresh} and not new_holdout & used
+    assert client.post("/api/v1/projects/roadwork/holdout/grow", json={"fraction": 0.5}).status_code == 403
+
+
+def test_filters_restrict_training_items_but_keep_the_whole_holdout(app, db):
+    _, client, _, _ = setup_project(app, db)
+    client.post(BASE, json={})
+    holdout = {i for i, s in splits_of(client, 1).items() if s == "holdout"}
+    body = client.post(BASE, json={"camera_ids": ["cam-a"]}).json()
+    rows = client.get(f"{BASE}/{body['version']}").json()["items"]
+    assert {r["item_id"] for r in rows if r["split"] == "holdout"} == holdout
+    assert body["filters"]["camera_ids"] == ["cam-a"]
+    assert set(body["stats"]["slices"]["camera_id"]) >= {"cam-a"}
+    trained = [r for r in rows if r["split"] != "holdout"]
+    assert trained and all(r["external_id"] in {f"photo-{i}" for i in range(0, 30, 3)} for r in trained)
+
+
+def test_url_only_items_are_left_out_and_counted(app, db):
+    _, client, _, _ = setup_project(app, db, n=20, url_only=3)
+    body = client.post(BASE, json={}).json()
+    assert body["stats"]["excluded"]["url_only"] == 3
+    assert body["item_count"] == 20
+
+
+def test_label_source_filter_keeps_only_reviewed_labels(app, db):
+    project, client, reviewer, _ = setup_project(app, db, n=20)
+    reviewed = seed_labeled_items(
+        db, app.state.blobs, project, reviewer, 10, start_index=50, seed=9, reviewer=reviewer
+    )
+    client.post(BASE, json={})
+    body = client.post(BASE, json={"label_sources": ["review"]}).json()
+    rows = client.get(f"{BASE}/{body['version']}").json()["items"]
+    assert {r["item_id"] for r in rows if r["split"] != "holdout"} <= {i.id for i in reviewed}
+
+
+def test_freezing_needs_a_reviewer_and_labeled_items(app, db):
+    make_project(db, "roadwork")
+    annotator, _ = client_as(app, db, "annotator")
+    assert annotator.post(BASE, json={}).status_code == 403
+    reviewer, _ = client_as(app, db, "reviewer", "rev")
+    empty = reviewer.post(BASE, json={})
+    assert empty.status_code == 422 and empty.json()["errors"][0]["field"] == "filters"
+    bad = reviewer.post(BASE, json={"val_fraction": 0.9})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "val_fraction"
+    assert reviewer.get(f"{BASE}/7").status_code == 404
+
+
+def test_export_returns_a_zip_with_the_format_files(app, db):
+    _, client, _, _ = setup_project(app, db, n=20)
+    client.post(BASE, json={})
+    jsonl = client.get(f"{BASE}/1/export", params={"format": "jsonl"})
+    assert jsonl.status_code == 200 and jsonl.headers["content-type"] == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(jsonl.content)).namelist()
+    assert {n.split("/", 1)[1] for n in names} == {"train.jsonl", "val.jsonl", "holdout.jsonl"}
+    lines = zipfile.ZipFile(io.BytesIO(jsonl.content)).read(names[0]).decode().splitlines()
+    assert lines and all('"label"' in line for line in lines)
+    folder = zipfile.ZipFile(io.BytesIO(client.get(f"{BASE}/1/export?format=imagefolder").content)).namelist()
+    assert any("/train/positive/" in n for n in folder) and any("/train/negative/" in n for n in folder)
+    assert sum("/test/" in n for n in folder) == client.get(f"{BASE}/1").json()["stats"]["splits"]["holdout"]
+    unknown = client.get(f"{BASE}/1/export?format=csv")
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "format"
+
+
+def test_val_split_is_stratified_deterministic_and_stable_as_the_pool_grows():
+    labels = {i: int(i % 5 == 0) for i in range(1, 401)}
+    first = val_split(7, labels, 0.2)
+    assert first == val_split(7, labels, 0.2)
+    positives_in_val = sum(1 for i, s in first.items() if s == "val" and labels[i] == 1)
+    assert 8 <= positives_in_val <= 24  # about 20% of the 80 positives
+    grown = val_split(7, {**labels, **{i: 0 for i in range(401, 600)}}, 0.2)
+    assert all(grown[i] == first[i] for i in first)
+    assert val_split(7, {1: 1, 2: 1}, 0.01)[1] == "val" or val_split(7, {1: 1, 2: 1}, 0.01)[2] == "val"
+
+
+def test_content_hash_ignores_row_order_but_not_labels():
+    rows = [(1, 0, [], "train"), (2, 1, [[0.1, 0.1, 0.5, 0.5, 0]], "val")]
+    assert content_hash(rows) == content_hash(list(reversed(rows)))
+    assert content_hash(rows) != content_hash([(1, 1, [], "train"), rows[1]])
