@@ -90,10 +90,11 @@
       this.changed();
     }
 
+    /* Sets the selected box's class; the next box drawn gets it too. */
     setClass(cls) {
-      if (this.selected < 0 || cls >= this.classNames.length) return;
-      this.boxes[this.selected].cls = cls;
+      if (cls < 0 || cls >= this.classNames.length) return;
       this.lastClass = cls;
+      if (this.selected >= 0) this.boxes[this.selected].cls = cls;
       this.changed();
     }
 
@@ -187,7 +188,8 @@
 
     changed() {
       this.render();
-      this.onChange({ count: this.boxes.length, selectedClass: this.selected >= 0 ? this.boxes[this.selected].cls : null });
+      const selectedClass = this.selected >= 0 ? this.boxes[this.selected].cls : this.lastClass;
+      this.onChange({ count: this.boxes.length, selectedClass });
     }
 
     render() {

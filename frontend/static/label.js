@@ -68,13 +68,13 @@
   }
 
   // --- status line --------------------------------------------------------------------------------------
-  let toastTimer = 0;
+  let statusTimer = 0;
   function say(message, isError = false) {
     els.status.textContent = message;
     els.status.classList.toggle("error", isError);
     els.status.classList.add("show");
-    clearTimeout(toastTimer);
-    toastTimer = setTimeout(() => els.status.classList.remove("show"), isError ? 5000 : 1400);
+    clearTimeout(statusTimer);
+    statusTimer = setTimeout(() => els.status.classList.remove("show"), isError ? 8000 : 1500);
   }
   const fail = (error) => say(error instanceof ApiFailure ? error.message : `Error: ${error.message}`, true);
 
@@ -109,11 +109,13 @@
           state.exhausted = true;
         } else {
           state.buffer.push(preload(item));
+          await item.ready;
         }
       } catch (error) {
         fail(error);
       } finally {
         state.filling = null;
+        root.dataset.prefetched = String(state.buffer.length); // how many items wait, ready to show
       }
       if (!state.current) advance();
       else if (!state.exhausted && state.buffer.length < PREFETCH) fill();
@@ -123,6 +125,7 @@
 
   function advance() {
     state.current = state.buffer.shift() || null;
+    root.dataset.prefetched = String(state.buffer.length);
     if (state.current) {
       show(state.current);
     } else if (state.exhausted) {
@@ -253,6 +256,7 @@
     const parts = [];
     const keys = [...Object.keys(META_LABELS).filter((k) => k in meta), ...Object.keys(meta).filter((k) => !(k in META_LABELS))];
     for (const key of keys) {
+      if (meta[key] === null || meta[key] === undefined || meta[key] === "") continue;
       const dd = node("dd");
       dd.append(metaValue(key, meta[key]));
       parts.push(node("dt", "", META_LABELS[key] || key.replace(/_/g, " ")), dd);
@@ -276,7 +280,9 @@
   function boxesChanged({ count, selectedClass }) {
     if (els.boxCount) els.boxCount.textContent = String(count);
     if (els.legend) {
-      for (const li of els.legend.children) li.classList.toggle("active", Number(li.dataset.class) === selectedClass);
+      for (const button of els.legend.querySelectorAll("[data-class]")) {
+        button.classList.toggle("active", Number(button.dataset.class) === selectedClass);
+      }
     }
   }
 
@@ -400,6 +406,14 @@
   $("help-open").addEventListener("click", toggleHelp);
   const acceptAll = $("accept-all");
   if (acceptAll && editor) acceptAll.addEventListener("click", () => editor.acceptAll());
+  if (els.legend && editor) {
+    for (const button of els.legend.querySelectorAll("[data-class]")) {
+      button.addEventListener("click", () => {
+        editor.setClass(Number(button.dataset.class));
+        button.blur(); // Enter must submit the answer, not click this button again
+      });
+    }
+  }
   $("check-again").addEventListener("click", () => {
     state.exhausted = false;
     showLoading();

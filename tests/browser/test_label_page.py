@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import statistics
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -15,6 +16,15 @@ from tests.browser.conftest import PASSWORD
 pytestmark = pytest.mark.browser
 KEYS = ["1", "n", "y", "0", "1"]
 KEY_LABELS = {"1": 1, "y": 1, "0": 0, "n": 0}
+# Times each key press until the next item is on screen, inside the page (no test-driver latency).
+MEASURE_SWAPS = """() => {
+  window.swapMs = [];
+  let pressed = null;
+  document.addEventListener("keydown", () => { pressed = performance.now(); }, true);
+  new MutationObserver(() => {
+    if (pressed !== null) { window.swapMs.push(performance.now() - pressed); pressed = null; }
+  }).observe(document.getElementById("labeler"), { attributes: true, attributeFilter: ["data-item-id"] });
+}"""
 
 
 def log_in(page: Page, site, path: str, username: str = "ann") -> None:
@@ -67,6 +77,33 @@ def test_a_wrong_password_shows_an_error_and_no_session(page: Page, live_site, s
     expect(page).to_have_url(re.compile(r"/login"))
 
 
+def test_repeated_wrong_passwords_lock_the_login_form(page: Page, live_site) -> None:
+    page.goto(live_site.url + "/login")
+    for _ in range(5):
+        page.get_by_label("Username").fill("mallory")
+        page.get_by_label("Password").fill("guess")
+        page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_contain_text("Too many failed attempts")
+
+
+def test_an_admin_creates_an_annotator_on_the_users_page(page: Page, live_site, screenshots) -> None:
+    log_in(page, live_site, "/admin/users", username="root")
+    form = page.locator("form.create-user")
+    form.get_by_label("Username").fill("newbie")
+    form.get_by_label("Password").fill("pass-1234")
+    form.get_by_label("roadwork").check()
+    form.get_by_role("button", name="Add user").click()
+    expect(page.get_by_role("status")).to_have_text("Created newbie")
+    row = page.get_by_role("row").filter(has_text="newbie")
+    expect(row.get_by_label("Role of newbie")).to_have_value("annotator")
+    expect(row.get_by_label("roadwork")).to_be_checked()
+    expect(row.get_by_label("cones")).not_to_be_checked()
+    page.screenshot(path=screenshots / "admin-users.png", full_page=True)
+    page.goto(live_site.url + "/")
+    expect(page.get_by_role("link", name="Start labeling")).to_have_count(2)
+    page.screenshot(path=screenshots / "projects.png")
+
+
 def test_labeling_by_keyboard_with_undo_and_a_drawn_box(page: Page, live_site, screenshots) -> None:
     log_in(page, live_site, "/projects/roadwork/label")
     item = shown_item(page)
@@ -75,14 +112,22 @@ def test_labeling_by_keyboard_with_undo_and_a_drawn_box(page: Page, live_site, s
     expect(page.locator("#reasons li").first).not_to_be_empty()
     page.screenshot(path=screenshots / "label-first-item.png")
 
+    page.evaluate(MEASURE_SWAPS)
     answers: dict[str, int] = {}
     for index in range(20):
         key = KEYS[index % len(KEYS)]
+        # As a person would: look at the image while the next one loads behind it.
+        expect(page.locator("#labeler")).to_have_attribute("data-prefetched", "1")
         page.keyboard.press(key)
         answers[item] = KEY_LABELS[key]
+        item = next_item(page, item)
         if index == 0:
             expect(page.locator("#done-today")).to_have_text("1")
-        item = next_item(page, item)
+    swaps = page.evaluate("window.swapMs")
+    assert len(swaps) == 20
+    print(
+        f"key press to next item on screen: median {statistics.median(swaps):.1f} ms, max {max(swaps):.1f} ms"
+    )
     expect(page.locator("#done-today")).to_have_text("20")
     page.screenshot(path=screenshots / "label-after-20.png")
 
