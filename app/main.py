@@ -14,8 +14,11 @@ from app.datasets.routes import router as datasets_router
 from app.drift.routes import router as drift_router
 from app.ingest.routes import router as ingest_router
 from app.jobs.routes import router as jobs_router
+from app.labels.routes import router as labels_router
 from app.projects.routes import router as projects_router
+from app.queue.routes import router as queue_router
 from app.registry.routes import router as registry_router
+from app.users.routes import auth_router, members_router, users_router
 from app.web.admin import router as admin_pages_router
 from app.web.pages import router as pages_router
 from app.web.templating import FRONTEND_DIR
@@ -27,6 +30,11 @@ ROUTERS = [
     dashboard_router,
     pages_router,
     admin_pages_router,
+    auth_router,
+    users_router,
+    members_router,
+    queue_router,
+    labels_router,
     datasets_router,
     jobs_router,
     registry_router,

@@ -6,15 +6,21 @@ from app.datasets.models import DatasetItem, DatasetVersion, HoldoutItem
 from app.drift.models import DriftCheck
 from app.ingest.models import Item, Prediction
 from app.jobs.models import Job, JobMetric
+from app.labels.models import Annotation, Flag, Review
 from app.projects.models import Project
+from app.queue.models import Hardness, QueueCursor, QueueSkip
 from app.registry.models import HoldoutScore, ModelVersion, StageChange
+from app.users.models import ProjectMember
 
 __all__ = [
+    "Annotation",
     "ApiKey",
     "Base",
     "DatasetItem",
     "DatasetVersion",
     "DriftCheck",
+    "Flag",
+    "Hardness",
     "HoldoutItem",
     "HoldoutScore",
     "Item",
@@ -23,6 +29,10 @@ __all__ = [
     "ModelVersion",
     "Prediction",
     "Project",
+    "ProjectMember",
+    "QueueCursor",
+    "QueueSkip",
+    "Review",
     "StageChange",
     "User",
 ]

@@ -9,7 +9,7 @@ from app.core.config import Settings, get_settings
 from app.drift.config import DriftSettings
 
 # Modules holding tasks; each domain that runs background work adds its module here.
-TASK_MODULES = ["workers.maintenance", "workers.drift", "workers.training"]
+TASK_MODULES = ["workers.maintenance", "workers.drift", "workers.ranking", "workers.training"]
 
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"

@@ -1,0 +1,1 @@
+"""Human labels: append-only annotations, derived consensus, review decisions, agreement metrics."""

@@ -1,0 +1,1 @@
+"""The labeling queue: hardness ranking of items and leasing the hardest one to an annotator."""

@@ -1,0 +1,101 @@
+"""Queue endpoints: lease the next hard item, release/skip it, progress, the item image, ranking settings."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import FileResponse
+
+from app.core.blobs import sha_from_uri
+from app.core.errors import ApiError
+from app.deps import AdminUser, BlobsDep, ProjectDep, SessionDep, SettingsDep
+from app.ingest.models import Item
+from app.labels import service as labels_service
+from app.projects.schemas import ProjectRead, ProjectUpdate
+from app.queue import service
+from app.queue.flows import update_project_ranking
+from app.queue.schemas import LeasedItem, Progress, ProjectUpdated, QueueAction
+from app.users.deps import ProjectMember, ProjectReader
+
+router = APIRouter(prefix="/api/v1/projects/{project}", tags=["queue"])
+
+
+@router.post(
+    "/queue/next",
+    response_model=LeasedItem,
+    responses={204: {"description": "nothing left for this user in the pool"}},
+)
+def next_item(
+    project: ProjectDep, user: ProjectMember, session: SessionDep, settings: SettingsDep
+) -> LeasedItem | Response:
+    """Leases the hardest pending item to the caller for `lease_minutes` (a caller may hold several)."""
+    lease = service.lease_next_item(
+        db_session=session, project=project, user=user, lease_minutes=settings.lease_minutes
+    )
+    if lease is None:
+        return Response(status_code=204)
+    payload = service.item_payload(db_session=session, project=project, item_id=lease.item_id)
+    return LeasedItem.model_validate({"item": payload, "lease_expires_at": lease.expires_at})
+
+
+@router.post("/queue/{item_id}/release", response_model=QueueAction)
+def release(item_id: int, project: ProjectDep, user: ProjectMember, session: SessionDep) -> QueueAction:
+    row = service.release_item(db_session=session, project=project, user=user, item_id=item_id)
+    return QueueAction(item_id=item_id, status=row.status)
+
+
+@router.post("/queue/{item_id}/skip", response_model=QueueAction)
+def skip(item_id: int, project: ProjectDep, user: ProjectMember, session: SessionDep) -> QueueAction:
+    row = service.skip_item(db_session=session, project=project, user=user, item_id=item_id)
+    return QueueAction(item_id=item_id, status=row.status)
+
+
+@router.get("/progress", response_model=Progress)
+def progress(project: ProjectDep, user: ProjectMember, session: SessionDep) -> Progress:
+    return Progress.model_validate(labels_service.progress(db_session=session, project=project, user=user))
+
+
+IMAGE_SIGNATURES = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG", "image/png"),
+    (b"GIF8", "image/gif"),
+    (b"BM", "image/bmp"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+)
+
+
+def media_type_of(head: bytes) -> str:
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return next(
+        (kind for magic, kind in IMAGE_SIGNATURES if head.startswith(magic)), "application/octet-stream"
+    )
+
+
+@router.get("/items/{item_id}/image", response_class=FileResponse)
+def item_image(
+    item_id: int, project: ProjectDep, _reader: ProjectReader, session: SessionDep, blobs: BlobsDep
+) -> FileResponse:
+    """The stored image bytes; items that only reference a URL have none here (URLs are never fetched)."""
+    item = session.get(Item, item_id)
+    if item is None or item.project_id != project.id:
+        raise ApiError(404, "item_id", f"no item {item_id} in project {project.name!r}")
+    sha = sha_from_uri(item.image_uri)
+    if sha is None or not blobs.exists(sha):
+        reference = f" (it references {item.image_uri})" if item.image_uri else ""
+        raise ApiError(404, "image", f"item {item_id} has no stored image{reference}; URLs are not fetched")
+    path = blobs.path_for(sha)
+    with path.open("rb") as fh:
+        head = fh.read(12)
+    return FileResponse(
+        path, media_type=media_type_of(head), headers={"Cache-Control": "private, max-age=86400, immutable"}
+    )
+
+
+@router.patch("", response_model=ProjectUpdated)
+def update_project(
+    body: ProjectUpdate, project: ProjectDep, _admin: AdminUser, session: SessionDep, settings: SettingsDep
+) -> ProjectUpdated:
+    """Admins change threshold, strategy, weights or overlap; a ranking change re-ranks the whole project."""
+    rerank = update_project_ranking(db_session=session, project=project, project_in=body, settings=settings)
+    return ProjectUpdated(**ProjectRead.model_validate(project).model_dump(), rerank=rerank)

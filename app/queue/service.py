@@ -1,0 +1,343 @@
+"""Leasing the hardest pending item: SKIP LOCKED on PostgreSQL, a conditional UPDATE everywhere, expiry, skips.
+
+A lease is exclusive: an item is leased to one annotator at a time. With overlap k an item returns to the pool
+after each annotation until k people labeled it; an annotator never gets an item they labeled already.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.auth.models import User
+from app.core.db import is_postgres, utcnow
+from app.core.errors import ApiError
+from app.ingest.models import Item, Prediction
+from app.labels.models import Annotation
+from app.projects.models import Project
+from app.queue.models import Hardness, QueueCursor, QueueSkip
+from app.queue.ranking import strategy_of
+from ml.scoring import ItemSignature, hardness_for_item, is_near_duplicate, positive_quota_due
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """Knobs of serving order beyond the ranking itself."""
+
+    candidates: int = 16  # top-N looked at for diversity; also how many rows one lease locks briefly
+    min_positive_share: float = 0.2  # roadwork is rare: keep likely positives at least this share of serves
+    near_duplicate_hamming: int = 6
+    near_duplicate_window_s: float = 60.0
+    skip_cooldown_minutes: int = 24 * 60  # a skipped item does not come back to the same user this soon
+    skips_to_park: int = 3  # after this many skips an item leaves the pool for a reviewer
+
+
+QUEUE_CONFIG = QueueConfig()
+
+
+@dataclass(frozen=True)
+class Lease:
+    item_id: int
+    expires_at: datetime
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; everything stored is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def expire_leases(*, db_session: Session, project_id: int, now: datetime | None = None) -> int:
+    """Expired leases go back to the pool (rows another transaction holds are left for it)."""
+    now = now or utcnow()
+    expired = (
+        select(Hardness.item_id)
+        .where(
+            Hardness.project_id == project_id,
+            Hardness.status == "leased",
+            Hardness.lease_expires_at < now,
+        )
+        .with_for_update(skip_locked=True)
+    )
+    result = db_session.execute(
+        update(Hardness)
+        .where(Hardness.item_id.in_(expired.scalar_subquery()))
+        .values(status="pending", lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+def _cursor(db_session: Session, user_id: int, project_id: int) -> QueueCursor:
+    dialect = postgresql if is_postgres(db_session) else sqlite
+    db_session.execute(
+        dialect.insert(QueueCursor)
+        .values(user_id=user_id, project_id=project_id)
+        .on_conflict_do_nothing(index_elements=["user_id", "project_id"])
+    )
+    return db_session.get(QueueCursor, {"user_id": user_id, "project_id": project_id})
+
+
+def _candidates(
+    db_session: Session, project: Project, user: User, *, positives_only: bool, config: QueueConfig
+) -> list[Any]:
+    cooldown = utcnow() - timedelta(minutes=config.skip_cooldown_minutes)
+    labeled_by_user = exists().where(
+        Annotation.item_id == Hardness.item_id,
+        Annotation.annotator_id == user.id,
+        Annotation.state == "current",
+    )
+    skipped_by_user = exists().where(
+        QueueSkip.item_id == Hardness.item_id, QueueSkip.user_id == user.id, QueueSkip.skipped_at > cooldown
+    )
+    query = (
+        select(Hardness.item_id, Hardness.likely_positive, Item.phash, Item.camera_id, Item.captured_at)
+        .join(Item, Item.id == Hardness.item_id)
+        .where(Hardness.project_id == project.id, Hardness.status == "pending", ~labeled_by_user)
+        .where(~skipped_by_user)
+        .order_by(Hardness.priority.desc())
+        .limit(config.candidates)
+        .with_for_update(skip_locked=True, of=Hardness)
+    )
+    if positives_only:
+        query = query.where(Hardness.likely_positive.is_(True))
+    return list(db_session.execute(query).all())
+
+
+def _signature(phash: int | None, camera_id: str | None, captured_at: datetime | None) -> ItemSignature:
+    return ItemSignature(phash=phash, camera_id=camera_id, captured_at=as_utc(captured_at))
+
+
+def _last_served(db_session: Session, cursor: QueueCursor) -> ItemSignature | None:
+    if cursor.last_item_id is None:
+        return None
+    item = db_session.get(Item, cursor.last_item_id)
+    return None if item is None else _signature(item.phash, item.camera_id, item.captured_at)
+
+
+def _diverse_order(candidates: list[Any], last: ItemSignature | None, config: QueueConfig) -> list[Any]:
+    """Hardest first, but near-duplicates of the user's last item (same picture, same camera moments apart)
+    move to the back: they are still served when nothing else is left."""
+    if last is None:
+        return candidates
+    fresh, repeats = [], []
+    for row in candidates:
+        duplicate = is_near_duplicate(
+            last,
+            _signature(row.phash, row.camera_id, row.captured_at),
+            max_hamming=config.near_duplicate_hamming,
+            window_seconds=config.near_duplicate_window_s,
+        )
+        (repeats if duplicate else fresh).append(row)
+    return fresh + repeats
+
+
+def _claim(db_session: Session, item_id: int, user_id: int, expires_at: datetime) -> bool:
+    """The atomic step: only a still-pending row changes hands (SQLite has no SKIP LOCKED; this guards it)."""
+    result = db_session.execute(
+        update(Hardness)
+        .where(Hardness.item_id == item_id, Hardness.status == "pending")
+        .values(status="leased", lease_owner=user_id, lease_expires_at=expires_at, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def lease_next_item(
+    *,
+    db_session: Session,
+    project: Project,
+    user: User,
+    lease_minutes: int,
+    config: QueueConfig = QUEUE_CONFIG,
+) -> Lease | None:
+    """Leases the hardest suitable pending item to `user` and commits; None when nothing is left for them."""
+    expire_leases(db_session=db_session, project_id=project.id)
+    cursor = _cursor(db_session, user.id, project.id)
+    want_positive = positive_quota_due(
+        cursor.served_total,
+        cursor.served_positive,
+        min_positive_share=config.min_positive_share,
+        positives_available=project.kind != "multiclass",
+    )
+    candidates = _candidates(db_session, project, user, positives_only=want_positive, config=config)
+    if want_positive and not candidates:
+        candidates = _candidates(db_session, project, user, positives_only=False, config=config)
+    expires_at = utcnow() + timedelta(minutes=lease_minutes)
+    for row in _diverse_order(candidates, _last_served(db_session, cursor), config):
+        if _claim(db_session, row.item_id, user.id, expires_at):
+            cursor.last_item_id = row.item_id
+            cursor.served_total += 1
+            cursor.served_positive += int(bool(row.likely_positive))
+            db_session.commit()
+            return Lease(item_id=row.item_id, expires_at=expires_at)
+    db_session.commit()
+    return None
+
+
+def lease_item_to(*, db_session: Session, hardness: Hardness, user: User, lease_minutes: int) -> Lease:
+    """Hands a specific item to `user` (undo brings an item back to its annotator)."""
+    expires_at = utcnow() + timedelta(minutes=lease_minutes)
+    hardness.status = "leased"
+    hardness.lease_owner = user.id
+    hardness.lease_expires_at = expires_at
+    hardness.updated_at = utcnow()
+    return Lease(item_id=hardness.item_id, expires_at=expires_at)
+
+
+def hardness_of(*, db_session: Session, project: Project, item_id: int, lock: bool = False) -> Hardness:
+    query = select(Hardness).where(Hardness.item_id == item_id, Hardness.project_id == project.id)
+    if lock:
+        query = query.with_for_update()
+    row = db_session.scalar(query)
+    if row is None:
+        raise ApiError(404, "item_id", f"no item {item_id} in project {project.name!r}")
+    return row
+
+
+def holds_live_lease(hardness: Hardness, user: User, now: datetime | None = None) -> bool:
+    now = now or utcnow()
+    expires = as_utc(hardness.lease_expires_at)
+    return (
+        hardness.status == "leased"
+        and hardness.lease_owner == user.id
+        and expires is not None
+        and expires > now
+    )
+
+
+def _own_lease(db_session: Session, project: Project, user: User, item_id: int) -> Hardness:
+    row = hardness_of(db_session=db_session, project=project, item_id=item_id, lock=True)
+    if not holds_live_lease(row, user):
+        raise ApiError(409, "item_id", f"you hold no live lease on item {item_id}")
+    return row
+
+
+def release_item(*, db_session: Session, project: Project, user: User, item_id: int) -> Hardness:
+    """The item goes straight back to the pool, for anyone (the user changed their mind, closed the tab)."""
+    row = _own_lease(db_session, project, user, item_id)
+    row.status, row.lease_owner, row.lease_expires_at = "pending", None, None
+    row.updated_at = utcnow()
+    db_session.commit()
+    return row
+
+
+def skip_item(
+    *, db_session: Session, project: Project, user: User, item_id: int, config: QueueConfig = QUEUE_CONFIG
+) -> Hardness:
+    """Back to the pool for others, not for this user for a while; an item many skip goes to a reviewer."""
+    row = _own_lease(db_session, project, user, item_id)
+    db_session.add(QueueSkip(item_id=item_id, user_id=user.id))
+    row.skip_count += 1
+    row.status = "skipped" if row.skip_count >= config.skips_to_park else "pending"
+    row.lease_owner, row.lease_expires_at = None, None
+    row.updated_at = utcnow()
+    db_session.commit()
+    return row
+
+
+# --- what the label page shows ------------------------------------------------------------------------------
+
+
+def _latest_by_model(predictions: list[Prediction]) -> list[Prediction]:
+    latest: dict[str, Prediction] = {}
+    for pred in sorted(predictions, key=lambda p: p.id):
+        latest[pred.model] = pred
+    return sorted(latest.values(), key=lambda p: p.model)
+
+
+def _reasons(project: Project, hardness: Hardness, predictions: list[Prediction]) -> list[str]:
+    if hardness.reasons is not None:
+        return list(hardness.reasons)
+    from app.queue.ranking import prediction_value, ranking_threshold
+
+    scores = {p.model: prediction_value(project, p.score, p.probs) for p in predictions}
+    if not scores:
+        return ["no model scored it"]
+    return hardness_for_item(
+        scores, threshold=ranking_threshold(project), strategy=strategy_of(project), item_key=hardness.item_id
+    ).reasons
+
+
+def item_payload(*, db_session: Session, project: Project, item_id: int) -> dict[str, Any]:
+    """The item as the label page needs it: image URL, metadata, the cascade's predictions, why it is hard."""
+    item = db_session.get(Item, item_id)
+    hardness = db_session.get(Hardness, item_id)
+    predictions = _latest_by_model(
+        list(db_session.scalars(select(Prediction).where(Prediction.item_id == item_id)))
+    )
+    metadata = {
+        "captured_at": as_utc(item.captured_at).isoformat() if item.captured_at else None,
+        "camera_id": item.camera_id,
+        "is_night": item.is_night,
+        "lat": item.lat,
+        "lon": item.lon,
+        **(item.meta or {}),
+    }
+    return {
+        "id": item.id,
+        "external_id": item.external_id,
+        "image_url": f"/api/v1/projects/{project.name}/items/{item.id}/image",
+        "width": item.width,
+        "height": item.height,
+        "metadata": metadata,
+        "predictions": [
+            {
+                "model": p.model,
+                "model_version": p.model_version,
+                "score": p.score,
+                "probs": p.probs,
+                "label": p.label,
+                "boxes": p.boxes,
+            }
+            for p in predictions
+        ],
+        "hardness": {
+            "priority": hardness.priority,
+            "mean_score": hardness.mean_score,
+            "entropy": hardness.entropy,
+            "margin": hardness.margin,
+            "disagreement": hardness.disagreement,
+            "threshold_distance": hardness.threshold_distance,
+            "vote_ratio": hardness.vote_ratio,
+            "box_disagreement": hardness.box_disagreement,
+            "reasons": _reasons(project, hardness, predictions),
+            "status": hardness.status,
+            "annotation_count": hardness.annotation_count,
+        },
+    }
+
+
+# --- counts -------------------------------------------------------------------------------------------------
+
+
+def status_counts(*, db_session: Session, project_id: int) -> dict[str, int]:
+    rows = db_session.execute(
+        select(Hardness.status, func.count())
+        .where(Hardness.project_id == project_id)
+        .group_by(Hardness.status)
+    ).all()
+    counts = {status: 0 for status in ("pending", "leased", "done", "skipped", "review")}
+    counts.update({status: n for status, n in rows})
+    return counts
+
+
+def live_lease_count(*, db_session: Session, project_id: int) -> int:
+    return (
+        db_session.scalar(
+            select(func.count()).where(
+                and_(
+                    Hardness.project_id == project_id,
+                    Hardness.status == "leased",
+                    Hardness.lease_expires_at > utcnow(),
+                )
+            )
+        )
+        or 0
+    )

@@ -1,0 +1,1 @@
+"""People: login/logout, admin user management, project membership, login throttling."""

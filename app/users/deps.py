@@ -1,0 +1,57 @@
+"""Project-level permission dependencies: members only (admins see all), and session-or-read-key for images."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.auth.models import ApiKey, User
+from app.core.errors import ApiError
+from app.deps import CurrentUser, ProjectDep, SessionDep, get_current_user, require_api_key, require_role
+from app.users import service
+from app.users.service import LoginThrottle
+
+
+def get_login_throttle(request: Request) -> LoginThrottle:
+    """One throttle per app (tests build several apps in one process)."""
+    state = request.app.state
+    if not hasattr(state, "login_throttle"):
+        state.login_throttle = LoginThrottle()
+    return state.login_throttle
+
+
+ThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
+
+
+def require_project_member(project: ProjectDep, user: CurrentUser, session: SessionDep) -> User:
+    if not service.can_access_project(db_session=session, user=user, project_id=project.id):
+        raise ApiError(403, "project", f"you are not assigned to project {project.name!r}")
+    return user
+
+
+ProjectMember = Annotated[User, Depends(require_project_member)]
+
+
+def require_project_reviewer(
+    member: ProjectMember, _reviewer: Annotated[User, Depends(require_role("reviewer"))]
+) -> User:
+    return member
+
+
+ProjectReviewer = Annotated[User, Depends(require_project_reviewer)]
+
+_read_key = require_api_key("read")
+
+
+async def require_project_reader(request: Request, project: ProjectDep, session: SessionDep) -> User | ApiKey:
+    """A service key with the `read` scope, or a logged-in member of the project."""
+    if request.headers.get("x-api-key") or request.headers.get("authorization", "").lower().startswith(
+        "bearer "
+    ):
+        return _read_key(request, session)
+    user = await get_current_user(request, session, request.app.state.settings)
+    return require_project_member(project, user, session)
+
+
+ProjectReader = Annotated[User | ApiKey, Depends(require_project_reader)]

@@ -1,0 +1,56 @@
+"""Login, session and user-management request/response schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["annotator", "reviewer", "admin"]
+
+
+class LoginIn(BaseModel):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    role: Role
+
+
+class ProjectBrief(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    kind: str
+
+
+class SessionRead(BaseModel):
+    user: UserRead
+    csrf_token: str
+    projects: list[ProjectBrief] = Field(default_factory=list)
+
+
+class UserAdminRead(UserRead):
+    is_active: bool
+    created_at: datetime
+    project_ids: list[int] = Field(default_factory=list)
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=4, max_length=1000)
+    role: Role = "annotator"
+    projects: list[str] = Field(default_factory=list, description="names of projects to assign")
+
+
+class UserUpdate(BaseModel):
+    role: Role | None = None
+    is_active: bool | None = None
+    password: str | None = Field(None, min_length=4, max_length=1000)
