@@ -91,6 +91,8 @@ async def job_events(
     """Server-sent events: `progress` (the job as the list returns it) every poll, `metrics`
     (new metric rows), and a final `end` when the job finished; polling GET /jobs/{id} is the fallback."""
     service.get_job(db_session=session, job_id=job_id)
+    # The request's session lives until the stream ends; on SQLite an open transaction holds the write lock.
+    session.close()
 
     async def stream() -> AsyncIterator[str]:
         after_id, waited = 0, 0.0
