@@ -145,14 +145,16 @@ def client(app) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def db(app) -> Iterator[Session]:
-    session = app.state.sessionmaker()
-    yield session
-    session.close()
+def sessions(settings: Settings):
+    """The test's own view of the database; on SQLite it never holds the write lock while it only reads,
+    so a test can keep a session open while the app or a worker writes."""
+    engine = make_engine(settings.database_url, sqlite_immediate=False)
+    yield make_sessionmaker(engine)
+    engine.dispose()
 
 
 @pytest.fixture
-def sessions(settings: Settings):
-    engine = make_engine(settings.database_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
+def db(sessions) -> Iterator[Session]:
+    session = sessions()
+    yield session
+    session.close()

@@ -31,12 +31,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, sqlite_immediate: bool = True) -> Engine:
+    """`sqlite_immediate`: every transaction takes SQLite's write lock up front (BEGIN IMMEDIATE), so
+    concurrent writers queue on busy_timeout instead of failing when a read transaction turns into a write.
+    Observers that only read (tests, reports) pass False so they never hold the write lock."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
-        # Let SQLAlchemy emit BEGIN IMMEDIATE itself so writers queue up instead of failing mid-transaction.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        begin = "BEGIN IMMEDIATE" if sqlite_immediate else "BEGIN"
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         return engine
     if url.startswith("postgresql://"):
         url = url.replace("postgresql://", "postgresql+psycopg://", 1)
