@@ -256,7 +256,8 @@
     const parts = [];
     const keys = [...Object.keys(META_LABELS).filter((k) => k in meta), ...Object.keys(meta).filter((k) => !(k in META_LABELS))];
     for (const key of keys) {
-      if (meta[key] === null || meta[key] === undefined || meta[key] === "") continue;
+      const value = meta[key];
+      if (value === null || value === undefined || value === "" || (Array.isArray(value) && !value.length)) continue;
       const dd = node("dd");
       dd.append(metaValue(key, meta[key]));
       parts.push(node("dt", "", META_LABELS[key] || key.replace(/_/g, " ")), dd);
@@ -324,7 +325,7 @@
         const data = await api("POST", `/items/${item.id}/annotations`, { label, boxes, duration_ms: durationMs });
         state.history.push({ annotationId: data.annotation.id, item, boxes });
         updateUndo();
-        say(`Saved: ${labelName(label)}${boxes.length ? ` with ${boxes.length} boxes` : ""}`);
+        say(`Saved: ${labelName(label)}${boxes.length ? ` with ${boxes.length} box${boxes.length > 1 ? "es" : ""}` : ""}`);
       } catch (error) {
         // The answer did not stick: bring the item back so it is not lost.
         if (state.current) state.buffer.unshift(state.current);

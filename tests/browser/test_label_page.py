@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
+from app.ingest.models import Prediction
 from app.labels.models import Annotation
 from app.projects.service import get_by_name
 from tests.browser.conftest import PASSWORD
@@ -56,6 +57,11 @@ def annotations_of(site, project_name: str) -> list[Annotation]:
                 select(Annotation).where(Annotation.project_id == project.id).order_by(Annotation.id)
             )
         )
+
+
+def predictions_of(site, item_id: int) -> list[Prediction]:
+    with site.sessions() as session:
+        return list(session.scalars(select(Prediction).where(Prediction.item_id == item_id)))
 
 
 def test_an_html_page_without_a_session_redirects_to_login(page: Page, live_site) -> None:
@@ -175,8 +181,26 @@ def test_labeling_by_keyboard_with_undo_and_a_drawn_box(page: Page, live_site, s
     next_item(page, item)
     expect(page.locator("#done-today")).to_have_text("1")
 
-    [annotation] = annotations_of(live_site, "cones")
-    assert str(annotation.item_id) == item and annotation.label == 1 and annotation.state == "current"
-    [[x1, y1, x2, y2, cls]] = annotation.boxes
+    drawn_item, item = item, shown_item(page)
+    suggestions = page.locator("#box-layer .suggestion")
+    offered = suggestions.count()
+    assert offered >= 2
+    suggestions.first.click()
+    expect(page.locator("#box-count")).to_have_text("1")
+    page.keyboard.press("a")
+    expect(page.locator("#box-count")).to_have_text(str(offered))
+    expect(suggestions).to_have_count(0)
+    page.screenshot(path=screenshots / "detect-accepted.png")
+    page.keyboard.press("Enter")
+    next_item(page, item)
+    expect(page.locator("#done-today")).to_have_text("2")
+
+    drawn, accepted = annotations_of(live_site, "cones")
+    assert str(drawn.item_id) == drawn_item and drawn.label == 1 and drawn.state == "current"
+    [[x1, y1, x2, y2, cls]] = drawn.boxes
     assert cls == 1
     assert [x1, y1, x2, y2] == pytest.approx([0.2, 0.3, 0.45, 0.7], abs=0.01)
+    model_boxes = sorted(b[:5] for p in predictions_of(live_site, int(item)) for b in p.boxes)
+    assert str(accepted.item_id) == item and len(accepted.boxes) == offered == len(model_boxes)
+    for got, want in zip(sorted(accepted.boxes), model_boxes, strict=True):
+        assert got == pytest.approx(want, abs=1e-4)
