@@ -151,7 +151,12 @@ def check_model(
     result = check_score_drift(reference.scores, recent.scores, p_value=settings.p_value).to_dict()
     checks = [
         _check_row(
-            project=project, model=model, kind="score", reference=reference, recent=recent, result=result,
+            project=project,
+            model=model,
+            kind="score",
+            reference=reference,
+            recent=recent,
+            result=result,
             threshold=settings.p_value,
         )
     ]
@@ -170,6 +175,7 @@ def check_model(
                 reference=reference,
                 recent=recent,
                 result=result,
+                threshold=settings.p_value,
             )
         )
     db_session.add_all(checks)
