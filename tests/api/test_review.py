@@ -1,0 +1,70 @@
+"""Review: ties and flags reach reviewers; a reviewer's decision is final and recorded."""
+
+from __future__ import annotations
+
+from app.labels.service import consensus_for_items
+from tests.api.test_queue_helpers import (  # noqa: F401
+    fast_password_hashing,
+    item_ids,
+    logged_in,
+    make_user,
+    seed_project,
+    spread_scores,
+)
+
+BASE = "/api/v1/projects/roadwork"
+
+
+def test_a_tie_reaches_the_reviewer_whose_decision_is_final(app, client, db):
+    project, _ = seed_project(db, client, spread_scores(2), overlap=2)
+    make_user(db, "ann", project=project)
+    make_user(db, "bob", project=project)
+    reviewer = make_user(db, "rev", role="reviewer", project=project)
+    ann, bob, rev = logged_in(app, "ann"), logged_in(app, "bob"), logged_in(app, "rev")
+    item_id = ann.post(f"{BASE}/queue/next").json()["item"]["id"]
+    first = ann.post(f"{BASE}/items/{item_id}/annotations", json={"label": 1}).json()["annotation"]["id"]
+    assert bob.post(f"{BASE}/queue/next").json()["item"]["id"] == item_id
+    bob.post(f"{BASE}/items/{item_id}/annotations", json={"label": 0})
+    task = rev.get(f"{BASE}/review/next")
+    assert task.status_code == 200, task.text
+    assert task.json()["item"]["id"] == item_id
+    assert task.json()["consensus"] == {"label": None, "source": "tie", "votes": {"1": 1, "0": 1}}
+    assert len(task.json()["history"]["annotations"]) == 2
+    decided = rev.post(
+        f"{BASE}/items/{item_id}/review", json={"label": 0, "note": "cones are stored, not work"}
+    )
+    assert decided.status_code == 201, decided.text
+    assert decided.json()["item_status"] == "done"
+    assert decided.json()["review"]["reviewer_id"] == reviewer.id and decided.json()["review"]["created_at"]
+    # an annotator's later correction does not overturn the reviewer
+    fixed = ann.post(f"{BASE}/items/{item_id}/annotations", json={"label": 1, "supersedes": first})
+    assert fixed.status_code == 201 and fixed.json()["item_status"] == "done"
+    consensus = consensus_for_items(db_session=db, project=project, item_ids=[item_id])[item_id]
+    db.commit()
+    assert (consensus.label, consensus.source) == (0, "review")
+    assert rev.get(f"{BASE}/review/next").status_code == 204
+
+
+def test_a_flag_sends_the_item_to_review(app, client, db):
+    project, _ = seed_project(db, client, spread_scores(2))
+    make_user(db, "ann", project=project)
+    make_user(db, "rev", role="reviewer", project=project)
+    ann, rev = logged_in(app, "ann"), logged_in(app, "rev")
+    item_id = ann.post(f"{BASE}/queue/next").json()["item"]["id"]
+    flagged = ann.post(f"{BASE}/items/{item_id}/flag", json={"reason": "image is black"})
+    assert flagged.status_code == 201
+    assert rev.get(f"{BASE}/review/next").json()["item"]["id"] == item_id
+    assert ann.post(f"{BASE}/queue/next").json()["item"]["id"] != item_id
+    rev.post(f"{BASE}/items/{item_id}/review", json={"label": 0})
+    history = rev.get(f"{BASE}/items/{item_id}/history").json()
+    assert history["flags"][0]["resolved_by_review_id"] == history["reviews"][0]["id"]
+
+
+def test_annotators_cannot_review(app, client, db):
+    project, _ = seed_project(db, client, spread_scores(1))
+    make_user(db, "ann", project=project)
+    ann = logged_in(app, "ann")
+    item_id = item_ids(db, project)["item-0"]
+    assert ann.get(f"{BASE}/review/next").status_code == 403
+    assert ann.post(f"{BASE}/items/{item_id}/review", json={"label": 1}).status_code == 403
+    assert ann.get(f"{BASE}/agreement").status_code == 403
