@@ -165,15 +165,26 @@ def test_labeling_by_keyboard_with_undo_and_a_drawn_box(page: Page, live_site, s
     expect(page.locator("#box-layer .suggestion").first).to_be_visible()
     page.screenshot(path=screenshots / "detect-suggestions.png")
     image = page.locator("#item-image").bounding_box()
-    start = (image["x"] + image["width"] * 0.2, image["y"] + image["height"] * 0.3)
-    end = (image["x"] + image["width"] * 0.45, image["y"] + image["height"] * 0.7)
-    page.mouse.move(*start)
-    page.mouse.down()
-    page.mouse.move(start[0] + 20, start[1] + 20, steps=3)
-    page.mouse.move(*end, steps=5)
-    page.mouse.up()
+
+    def drag(x1: float, y1: float, x2: float, y2: float) -> None:
+        """Drags between two points given as fractions of the image."""
+        at = (image["x"] + image["width"] * x1, image["y"] + image["height"] * y1)
+        to = (image["x"] + image["width"] * x2, image["y"] + image["height"] * y2)
+        page.mouse.move(*at)
+        page.mouse.down()
+        page.mouse.move((at[0] + to[0]) / 2, (at[1] + to[1]) / 2, steps=3)
+        page.mouse.move(*to, steps=3)
+        page.mouse.up()
+
+    drag(0.2, 0.3, 0.45, 0.7)  # draw
     expect(page.locator("#box-layer .box.selected")).to_have_count(1)
+    drag(0.45, 0.7, 0.5, 0.75)  # resize by the bottom-right handle: (0.2, 0.3, 0.5, 0.75)
+    drag(0.35, 0.5, 0.45, 0.4)  # move by (+0.1, -0.1): (0.3, 0.2, 0.6, 0.65)
+    drag(0.75, 0.1, 0.9, 0.25)  # a second box...
+    expect(page.locator("#box-count")).to_have_text("2")
+    page.keyboard.press("Delete")  # ...deleted again
     expect(page.locator("#box-count")).to_have_text("1")
+    drag(0.45, 0.45, 0.45, 0.45)  # a click selects the remaining box
     page.keyboard.press("2")
     expect(page.locator("#box-layer .box.selected text")).to_have_text(live_site.box_classes[1])
     page.screenshot(path=screenshots / "detect-drawn-box.png")
@@ -199,7 +210,7 @@ def test_labeling_by_keyboard_with_undo_and_a_drawn_box(page: Page, live_site, s
     assert str(drawn.item_id) == drawn_item and drawn.label == 1 and drawn.state == "current"
     [[x1, y1, x2, y2, cls]] = drawn.boxes
     assert cls == 1
-    assert [x1, y1, x2, y2] == pytest.approx([0.2, 0.3, 0.45, 0.7], abs=0.01)
+    assert [x1, y1, x2, y2] == pytest.approx([0.3, 0.2, 0.6, 0.65], abs=0.01)
     model_boxes = sorted(b[:5] for p in predictions_of(live_site, int(item)) for b in p.boxes)
     assert str(accepted.item_id) == item and len(accepted.boxes) == offered == len(model_boxes)
     for got, want in zip(sorted(accepted.boxes), model_boxes, strict=True):
