@@ -59,3 +59,19 @@ def slice_mcc_charts(slices: dict[str, dict[str, dict]]) -> list[tuple[str, Mark
 
 def reliability_chart(metrics: dict) -> Markup:
     return reliability_diagram(metrics.get("reliability") or [], title="Reliability on the holdout")
+
+
+def learning_curves_chart(report: dict) -> Markup:
+    """Mean metric against labels per strategy with a ±1 std band, and the report's targets as rules."""
+    lines = []
+    for strategy, s in report["strategies"].items():
+        mean, std = s.get("mean", []), s.get("std", [])
+        low = [m - d for m, d in zip(mean, std, strict=False)] if len(std) == len(mean) else None
+        high = [m + d for m, d in zip(mean, std, strict=False)] if len(std) == len(mean) else None
+        lines.append(Series(strategy, s.get("labels", []), mean, band_low=low, band_high=high))
+    metric = report.get("metric", "metric")
+    rules = [(float(t), f"{metric} {t}") for t in report.get("targets", [])]
+    y_label = "test error" if metric == "error" else f"test {metric}"
+    return line_chart(
+        lines, title="Learning curves", x_label="labels", y_label=y_label, hlines=rules, height=340
+    )

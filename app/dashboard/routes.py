@@ -9,11 +9,11 @@ from fastapi.responses import HTMLResponse, Response
 
 from app.auth.models import User
 from app.core.errors import ApiError
-from app.dashboard import charts
+from app.dashboard import charts, simulation
 from app.dashboard.forms import kind_forms
 from app.dashboard.overview import project_overview
 from app.datasets import service as dataset_service
-from app.deps import ProjectDep, SessionDep
+from app.deps import ProjectDep, SessionDep, SettingsDep
 from app.drift import service as drift_service
 from app.jobs import service as job_service
 from app.jobs.models import FINISHED
@@ -132,3 +132,23 @@ def _selected_model(rows: list[dict], version: int | None) -> dict | None:
             raise ApiError(404, "version", f"no model version {version}")
         return found
     return next((r for r in rows if r["stage"] == "production"), rows[0] if rows else None)
+
+
+@router.get("/simulate", response_class=HTMLResponse)
+def simulation_page(
+    request: Request, user: PageReviewer, settings: SettingsDep, run: str | None = None
+) -> Response:
+    root = simulation.simulations_root(settings)
+    runs = simulation.list_runs(root)
+    chosen = run if run is not None else (runs[0] if runs else None)
+    report = simulation.load_report(root, chosen) if chosen is not None else None
+    return render(
+        request,
+        "dashboard/simulate.html",
+        root=root,
+        runs=runs,
+        run=chosen,
+        report=report,
+        chart=charts.learning_curves_chart(report) if report else None,
+        columns=simulation.table_columns(report.get("table", [])) if report else [],
+    )

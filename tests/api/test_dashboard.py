@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.auth.passwords import hash_password
+from app.core.config import Settings
 from app.core.db import utcnow
 from app.dashboard.overview import active_seconds, project_overview
 from app.dashboard.svg import Series, bar_chart, line_chart, nice_ticks, reliability_diagram
@@ -301,3 +303,49 @@ def test_datasets_page_lists_versions_with_export_links(client: TestClient, db: 
     html = client.get("/projects/roadwork/datasets").text
     assert "/api/v1/projects/roadwork/datasets/1/export" in html and 'value="yolo"' in html
     assert "negative 24" in html and 'id="freeze-form"' in html
+
+
+def write_simulation(root, name: str = "mnist-run") -> None:
+    folder = root / name
+    folder.mkdir(parents=True)
+    strategies = {
+        "random": {"labels": [20, 30, 40], "mean": [0.4, 0.3, 0.25], "std": [0.02, 0.02, 0.01]},
+        "bald": {"labels": [20, 30, 40], "mean": [0.4, 0.2, 0.08], "std": [0.03, 0.02, 0.01]},
+    }
+    table = [
+        {
+            "strategy": "random",
+            "error<=0.1": None,
+            "error<=0.1 vs random": None,
+            "paper (10% / 5%)": [255, 835],
+        },
+        {"strategy": "bald", "error<=0.1": 40, "error<=0.1 vs random": None, "paper (10% / 5%)": [145, 335]},
+    ]
+    document = {
+        "config": {"dataset": "mnist", "protocol": "gal2017", "seeds": 2, "max_labels": 40},
+        "metric": "error",
+        "targets": [0.1],
+        "strategies": strategies,
+        "table": table,
+    }
+    (folder / "curves.json").write_text(json.dumps(document))
+
+
+def test_simulation_page_draws_curves_and_the_labels_to_reach_table(
+    client: TestClient, db: Session, settings: Settings
+) -> None:
+    write_simulation(settings.data_dir / "simulate")
+    log_in(client, db, "rita", "reviewer")
+    html = client.get("/simulate").text
+    assert html.count('class="band"') == 2 and "error 0.1" in html
+    assert "255 / 835" in html and "&gt; 40" in html and ">40<" in html
+    assert client.get("/simulate?run=mnist-run").status_code == 200
+    assert client.get("/simulate?run=../..").status_code == 422
+    assert client.get("/simulate?run=other").status_code == 404
+
+
+def test_simulation_page_explains_how_to_make_a_report_when_there_is_none(
+    client: TestClient, db: Session
+) -> None:
+    log_in(client, db, "rita", "reviewer")
+    assert "No simulator report yet" in client.get("/simulate").text
