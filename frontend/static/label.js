@@ -327,7 +327,12 @@
         updateUndo();
         say(`Saved: ${labelName(label)}${boxes.length ? ` with ${boxes.length} box${boxes.length > 1 ? "es" : ""}` : ""}`);
       } catch (error) {
-        // The answer did not stick: bring the item back so it is not lost.
+        // A lost lease (409) means someone else may hold the item now: move on rather than retry forever.
+        if (error instanceof ApiFailure && error.status === 409) {
+          say(`Not saved: ${error.message}. The item went back to the queue.`, true);
+          return;
+        }
+        // Any other failure: bring the item back so the answer is not lost.
         if (state.current) state.buffer.unshift(state.current);
         state.current = item;
         show(item, boxes);
