@@ -186,8 +186,13 @@ def prepare(session: Session, job: Job, settings: Settings) -> tuple[object, obj
 
 
 def complete(
-    sessions: sessionmaker[Session], job_id: int, worker_id: str, result: TrainingResult, settings: Settings
-) -> int | None:
+    sessions: sessionmaker[Session],
+    job_id: int,
+    worker_id: str,
+    result: TrainingResult,
+    reporter: DbReporter,
+    settings: Settings,
+) -> int:
     """Registers the model and marks the job succeeded in one transaction, only if this worker owns it."""
     with sessions() as session:
         job = session.get(Job, job_id)
@@ -204,12 +209,14 @@ def complete(
             files=result.files,
             settings=settings,
         )
+        reporter.lines.append(f"{utcnow():%H:%M:%S} registered model version {model.version}")
         if not jobs.finish_owned(
             db_session=session,
             job_id=job_id,
             worker_id=worker_id,
             status=SUCCEEDED,
             artifact_dir=str(result.artifact_dir),
+            log_tail="\n".join(reporter.lines),
         ):
             session.rollback()
             raise JobLost(f"job {job_id} changed hands before it could be registered")
@@ -269,8 +276,7 @@ def execute_job(
                 config, dataset, workdir = prepare(session, session.get(Job, job_id), settings)
             result = JOB_KINDS[kind].runner()(config, dataset, reporter, workdir)
             reporter.flush(force=True)
-            version = complete(sessions, job_id, worker_id, result, settings)
-            reporter.log(f"registered model version {version}")
+            complete(sessions, job_id, worker_id, result, reporter, settings)
             return SUCCEEDED
         except JobCancelled:
             reporter.log("cancelled")
