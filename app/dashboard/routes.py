@@ -19,6 +19,7 @@ from app.jobs import service as job_service
 from app.jobs.models import FINISHED
 from app.projects.models import Project
 from app.registry import service as registry_service
+from app.users.service import can_access_project
 from app.web.deps import require_page_role
 from app.web.templating import render
 
@@ -28,8 +29,24 @@ router = APIRouter(include_in_schema=False)
 PageReviewer = Annotated[User, Depends(require_page_role("reviewer"))]
 
 
+def member_project(user: PageReviewer, project: ProjectDep, session: SessionDep) -> Project:
+    """The {project} of the path, if this reviewer is assigned to it (admins see every project)."""
+    ensure_member(session, user, project)
+    return project
+
+
+def ensure_member(session: SessionDep, user: User, project: Project) -> None:
+    if not can_access_project(db_session=session, user=user, project_id=project.id):
+        raise ApiError(403, "project", f"you are not a member of project {project.name!r}")
+
+
+DashboardProject = Annotated[Project, Depends(member_project)]
+
+
 @router.get("/projects/{project}", response_class=HTMLResponse)
-def overview_page(request: Request, user: PageReviewer, project: ProjectDep, session: SessionDep) -> Response:
+def overview_page(
+    request: Request, user: PageReviewer, project: DashboardProject, session: SessionDep
+) -> Response:
     overview = project_overview(db_session=session, project=project)
     return render(
         request,
@@ -44,7 +61,9 @@ def overview_page(request: Request, user: PageReviewer, project: ProjectDep, ses
 
 
 @router.get("/projects/{project}/datasets", response_class=HTMLResponse)
-def datasets_page(request: Request, user: PageReviewer, project: ProjectDep, session: SessionDep) -> Response:
+def datasets_page(
+    request: Request, user: PageReviewer, project: DashboardProject, session: SessionDep
+) -> Response:
     from ml.exports import EXPORT_FORMATS
 
     return render(
@@ -61,7 +80,7 @@ def datasets_page(request: Request, user: PageReviewer, project: ProjectDep, ses
 def jobs_page(
     request: Request,
     user: PageReviewer,
-    project: ProjectDep,
+    project: DashboardProject,
     session: SessionDep,
     dataset_version: int | None = None,
 ) -> Response:
@@ -78,14 +97,16 @@ def jobs_page(
     )
 
 
-def _project_job(session: SessionDep, job_id: int):
+def _project_job(session: SessionDep, user: User, job_id: int):
     job = job_service.get_job(db_session=session, job_id=job_id)
-    return job, session.get(Project, job.project_id)
+    project = session.get(Project, job.project_id)
+    ensure_member(session, user, project)
+    return job, project
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, user: PageReviewer, job_id: int, session: SessionDep) -> Response:
-    job, project = _project_job(session, job_id)
+    job, project = _project_job(session, user, job_id)
     detail = job_service.job_detail(db_session=session, job=job)
     return render(
         request,
@@ -100,14 +121,18 @@ def job_page(request: Request, user: PageReviewer, job_id: int, session: Session
 @router.get("/jobs/{job_id}/charts", response_class=HTMLResponse)
 def job_charts_fragment(request: Request, user: PageReviewer, job_id: int, session: SessionDep) -> Response:
     """The job's curves as an HTML fragment: the job page swaps it in while the job runs."""
-    job, _ = _project_job(session, job_id)
+    job, _ = _project_job(session, user, job_id)
     series = job_service.series_by_name(job_service.metric_series(db_session=session, job_id=job.id))
     return render(request, "dashboard/_job_charts.html", charts=charts.job_metric_charts(series))
 
 
 @router.get("/projects/{project}/models", response_model=None, response_class=HTMLResponse)
 def models_page(
-    request: Request, user: PageReviewer, project: ProjectDep, session: SessionDep, version: int | None = None
+    request: Request,
+    user: PageReviewer,
+    project: DashboardProject,
+    session: SessionDep,
+    version: int | None = None,
 ) -> Response:
     rows = registry_service.comparison_rows(db_session=session, project=project)
     selected = _selected_model(rows, version)

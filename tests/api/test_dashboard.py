@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
@@ -23,6 +24,7 @@ from app.labels.models import Annotation
 from app.projects.models import Project
 from app.queue.models import Hardness
 from app.registry.models import HoldoutScore, ModelVersion
+from app.users.models import ProjectMember
 from tests.utils.factories import make_project
 
 PASSWORD = "pw-1234"
@@ -36,9 +38,11 @@ def make_user(db: Session, username: str, role: str) -> User:
     return user
 
 
-def log_in(client: TestClient, db: Session, username: str, role: str) -> str:
-    """Creates the user and logs in through the real form; returns the session's CSRF token."""
-    make_user(db, username, role)
+def log_in(client: TestClient, db: Session, username: str, role: str, *, member: bool = True) -> str:
+    """Creates the user (a member of every project so far) and logs in through the real form."""
+    user = make_user(db, username, role)
+    if member:
+        db.add_all(ProjectMember(project_id=p.id, user_id=user.id) for p in db.scalars(select(Project)))
     db.commit()
     page = client.get("/login")
     token = re.search(r'name="login_token" value="([^"]+)"', page.text).group(1)
@@ -230,6 +234,19 @@ def test_overview_page_is_refused_to_an_annotator(client: TestClient, db: Sessio
     seed_project(db)
     log_in(client, db, "anna", "annotator")
     assert client.get("/projects/roadwork").status_code == 403
+
+
+def test_dashboard_pages_are_refused_to_a_reviewer_of_other_projects(client: TestClient, db: Session) -> None:
+    project = seed_project(db)
+    _, running = seed_training(db, project)
+    log_in(client, db, "rex", "reviewer", member=False)
+    for path in (
+        "/projects/roadwork",
+        "/projects/roadwork/jobs",
+        f"/jobs/{running.id}",
+        "/projects/roadwork/models",
+    ):
+        assert client.get(path).status_code == 403, path
 
 
 def test_overview_page_sends_a_stranger_to_the_login_page(client: TestClient, db: Session) -> None:
