@@ -12,60 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from ml.dataset import DatasetInfo, DatasetRecord, DatasetVersionDir, StoredPrediction, write_dataset_dir
-from ml.sample_data import roadwork_pool
-
-
-@dataclass
-class TimingReporter:
-    """A Reporter that timestamps every step."""
-
-    times: list[tuple[int, float]] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
-
-    def progress(self, step: int, total: int) -> None:
-        self.times.append((step, time.perf_counter()))
-
-    def metrics(self, step: int, values: dict[str, float]) -> None:
-        pass
-
-    def log(self, message: str) -> None:
-        self.lines.append(message)
-
-    def cancelled(self) -> bool:
-        return False
-
-    def steps_per_second(self) -> float:
-        intervals = [t1 - t0 for (_, t0), (_, t1) in zip(self.times, self.times[1:], strict=False)]
-        return 1.0 / statistics.median(intervals) if intervals else float("nan")
-
-
-def write_dataset(root: Path, n_items: int, seed: int = 0) -> DatasetVersionDir:
-    rng = np.random.default_rng(seed)
-    pool, _ = roadwork_pool()
-    chosen = [pool[i] for i in rng.permutation(len(pool))[:n_items]]
-    records = []
-    for index, item in enumerate(chosen):
-        score = float(1 / (1 + np.exp(-(2.0 * (2 * item["label"] - 1) + rng.normal(0, 1.5)))))
-        records.append(
-            DatasetRecord(
-                item_id=index + 1,
-                external_id=str(item["image"].name),
-                image=str(item["image"]),
-                label=item["label"],
-                split=("train", "train", "train", "val", "holdout")[index % 5],
-                predictions=[StoredPrediction(model="yolo", score=score)],
-            )
-        )
-    return write_dataset_dir(root, DatasetInfo(project="bench", version=1), records)
+from bench.training import StepClock, write_bench_dataset
+from ml.dataset import DatasetVersionDir
 
 
 def measure(base: Path, dataset: DatasetVersionDir, workdir: Path, args, full_finetune: bool) -> dict:
@@ -82,7 +34,7 @@ def measure(base: Path, dataset: DatasetVersionDir, workdir: Path, args, full_fi
         device=args.device,
         augment=False,
     )
-    reporter = TimingReporter()
+    reporter = StepClock()
     started = time.perf_counter()
     result = run(config, dataset, reporter, workdir)
     return {
@@ -117,7 +69,7 @@ def main() -> None:
             hidden_size=args.hidden,
             num_hidden_layers=args.layers,
         )
-        dataset = write_dataset(scratch / "dataset", args.items)
+        dataset = write_bench_dataset(scratch / "dataset", args.items)
         # warm-up run: the first one pays for imports, kernel selection and image decoding
         measure(base, dataset, scratch / "warmup", argparse.Namespace(**{**vars(args), "steps": 3}), False)
         rows = [measure(base, dataset, scratch / m, args, m == "full") for m in ("lora", "full")]
