@@ -18,6 +18,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CASCADE_MODELS = ("yolo", "vlm", "clf")
+# Knobs that train a tiny Qwen-VL in seconds on CPU, shared by the vlm_sft and vlm_dpo tests.
+TINY_VLM_TRAINING = {
+    "per_device_train_batch_size": 2,
+    "gradient_accumulation_steps": 1,
+    "learning_rate": 1e-3,
+    "lora_r": 4,
+    "lora_alpha": 8,
+    "logging_steps": 1,
+    "max_image_pixels": 112 * 112,
+    "eval_batch_size": 16,
+}
 
 
 def _simulated_predictions(label: int, boxes: list[list], rng: np.random.Generator) -> list[StoredPrediction]:
@@ -127,3 +138,11 @@ def roadwork_dataset_factory(tmp_path: Path) -> Callable[..., DatasetVersionDir]
 def roadwork_dataset_dir(tmp_path: Path) -> DatasetVersionDir:
     """48 labeled items (24 positive), stratified train/val/holdout, 3 stored cascade predictions each."""
     return write_roadwork_dataset(tmp_path / "dataset")
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm(tmp_path_factory) -> Path:
+    """A tiny Qwen2-VL (random weights, local tokenizer) saved once per test module."""
+    from ml.training.vlm.tiny import build_tiny_qwen2_vl
+
+    return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny") / "qwen2-vl")

@@ -11,33 +11,21 @@ from ml.dataset import DatasetInfo, DatasetRecord, StoredPrediction, write_datas
 from ml.training.reporting import MemoryReporter
 from ml.training.vlm.config import VlmDpoConfig
 from ml.training.vlm.dpo import run
+from tests.ml.conftest import TINY_VLM_TRAINING
 
 pytestmark = pytest.mark.slow
 
 
 def _config(model: Path, **overrides) -> VlmDpoConfig:
-    values = {
-        "model_name_or_path": str(model),
-        "vlm_model_name": "vlm",
-        "max_steps": 2,
-        "per_device_train_batch_size": 2,
-        "gradient_accumulation_steps": 1,
-        "learning_rate": 1e-3,
-        "lora_r": 4,
-        "lora_alpha": 8,
-        "logging_steps": 1,
-        "max_image_pixels": 112 * 112,
-        "eval_batch_size": 16,
-    }
+    values = {**TINY_VLM_TRAINING, "model_name_or_path": str(model), "vlm_model_name": "vlm", "max_steps": 2}
     return VlmDpoConfig(**{**values, **overrides})
 
 
-def test_dpo_on_vlm_disagreements_writes_artifacts_and_holdout_scores(roadwork_dataset_dir, tmp_path):
-    from ml.training.vlm.tiny import build_tiny_qwen2_vl
-
-    model = build_tiny_qwen2_vl(tmp_path / "tiny")
+def test_dpo_on_vlm_disagreements_writes_artifacts_and_holdout_scores(
+    tiny_vlm, roadwork_dataset_dir, tmp_path
+):
     reporter = MemoryReporter()
-    result = run(_config(model), roadwork_dataset_dir, reporter, tmp_path / "job")
+    result = run(_config(tiny_vlm), roadwork_dataset_dir, reporter, tmp_path / "job")
 
     assert any(line.startswith("vlm_dpo: ") and "disagreement" in line for line in reporter.lines)
     assert reporter.steps[-1] == (2, 2)
@@ -69,15 +57,14 @@ def test_dpo_refuses_a_dataset_where_the_vlm_was_always_right_and_sure(tmp_path)
         run(_config(tmp_path / "never-loaded"), dataset, MemoryReporter(), tmp_path / "job")
 
 
-def test_dpo_starts_from_a_merged_sft_adapter(roadwork_dataset_dir, tmp_path):
+def test_dpo_starts_from_a_merged_sft_adapter(tiny_vlm, roadwork_dataset_dir, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
     from ml.training.vlm.backends import load_processor
     from ml.training.vlm.evaluate import score_p_yes
-    from ml.training.vlm.tiny import build_tiny_qwen2_vl
 
-    model_dir = build_tiny_qwen2_vl(tmp_path / "tiny")
+    model_dir = tiny_vlm
     base = AutoModelForImageTextToText.from_pretrained(model_dir)
     processor = load_processor(str(model_dir), 112 * 112)
     holdout = roadwork_dataset_dir.records("holdout")

@@ -11,31 +11,13 @@ import pytest
 from ml.training.reporting import JobCancelled, MemoryReporter
 from ml.training.vlm.config import VlmSftConfig
 from ml.training.vlm.sft import run
+from tests.ml.conftest import TINY_VLM_TRAINING
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def tiny_vlm(tmp_path_factory) -> Path:
-    from ml.training.vlm.tiny import build_tiny_qwen2_vl
-
-    return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny") / "qwen2-vl")
-
-
 def _config(model: Path, **overrides) -> VlmSftConfig:
-    values = {
-        "model_name_or_path": str(model),
-        "max_steps": 3,
-        "per_device_train_batch_size": 2,
-        "gradient_accumulation_steps": 1,
-        "learning_rate": 1e-3,
-        "lora_r": 4,
-        "lora_alpha": 8,
-        "logging_steps": 1,
-        "save_steps": 10,
-        "max_image_pixels": 112 * 112,
-        "eval_batch_size": 16,
-    }
+    values = {**TINY_VLM_TRAINING, "model_name_or_path": str(model), "max_steps": 3, "save_steps": 10}
     return VlmSftConfig(**{**values, **overrides})
 
 
