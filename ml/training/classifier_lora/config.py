@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ml.training.common.config import ImageTrainingConfig
+from ml.training.common.config import ImageTrainingConfig, check_lora_settings
 
 
 @dataclass
@@ -34,12 +34,7 @@ class ClassifierLoraConfig(ImageTrainingConfig):
         super().__post_init__()
         if not self.base_model.strip():
             raise ValueError("base_model: must name a local path or a hub id")
-        if self.lora_r <= 0:
-            raise ValueError("lora_r: must be positive")
-        if self.lora_alpha <= 0:
-            raise ValueError("lora_alpha: must be positive")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise ValueError("lora_dropout: must be in [0, 1)")
+        check_lora_settings(self.lora_r, self.lora_alpha, self.lora_dropout)
         for name in ("target_modules", "modules_to_save"):
             if not module_names(getattr(self, name)) and getattr(self, name).strip() != "auto":
                 raise ValueError(f"{name}: 'auto' or comma-separated module names")

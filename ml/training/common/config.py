@@ -1,4 +1,5 @@
-"""Knobs shared by every image-classifier job kind (torch-free: the web server builds job forms from it)."""
+"""Knobs shared by the image-classifier job kinds, and LoRA checks shared with the VLM kinds (torch-free: the
+web server builds job forms from it)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,13 @@ class ImageTrainingConfig:
             raise ValueError("threshold_grid: must be at least 2")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError("device: must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def check_lora_settings(lora_r: int, lora_alpha: int, lora_dropout: float) -> None:
+    """The LoRA knobs every adapter-training job kind has."""
+    if lora_r <= 0:
+        raise ValueError("lora_r: must be positive")
+    if lora_alpha <= 0:
+        raise ValueError("lora_alpha: must be positive")
+    if not 0.0 <= lora_dropout < 1.0:
+        raise ValueError("lora_dropout: must be in [0, 1)")

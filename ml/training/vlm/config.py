@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ml.training.common.config import check_lora_settings
+
 BACKENDS = ("peft", "unsloth")
 QUANTIZATIONS = ("none", "4bit")
 # trl 1.16's DPO losses that need nothing beyond a chosen/rejected pair.
@@ -94,12 +96,7 @@ class VlmBaseConfig:
             raise ValueError(f"backend: must be one of {BACKENDS}, got {self.backend!r}")
         if self.quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization: must be one of {QUANTIZATIONS}, got {self.quantization!r}")
-        if self.lora_r <= 0:
-            raise ValueError("lora_r: must be positive")
-        if self.lora_alpha <= 0:
-            raise ValueError("lora_alpha: must be positive")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise ValueError("lora_dropout: must be in [0, 1)")
+        check_lora_settings(self.lora_r, self.lora_alpha, self.lora_dropout)
         if not self.lora_target_modules:
             raise ValueError("lora_target_modules: name at least one linear layer")
         if self.learning_rate <= 0:
