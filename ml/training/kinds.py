@@ -28,16 +28,36 @@ class JobKind:
 JOB_KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in [
-        JobKind("classifier_lora", "Image classifier + LoRA", "ml.training.classifier_lora.config:ClassifierLoraConfig",
-                "ml.training.classifier_lora.trainer:run"),
-        JobKind("distill", "Distil the ensemble into a student", "ml.training.distill.config:DistillConfig",
-                "ml.training.distill.trainer:run"),
-        JobKind("yolo", "YOLO detector fine-tune", "ml.training.yolo.config:YoloConfig",
-                "ml.training.yolo.trainer:run"),
-        JobKind("vlm_sft", "VLM supervised fine-tune (trl SFT)", "ml.training.vlm.config:VlmSftConfig",
-                "ml.training.vlm.sft:run"),
-        JobKind("vlm_dpo", "VLM preference training (trl DPO)", "ml.training.vlm.config:VlmDpoConfig",
-                "ml.training.vlm.dpo:run"),
+        JobKind(
+            "classifier_lora",
+            "Image classifier + LoRA",
+            "ml.training.classifier_lora.config:ClassifierLoraConfig",
+            "ml.training.classifier_lora.trainer:run",
+        ),
+        JobKind(
+            "distill",
+            "Distil the ensemble into a student",
+            "ml.training.distill.config:DistillConfig",
+            "ml.training.distill.trainer:run",
+        ),
+        JobKind(
+            "yolo",
+            "YOLO detector fine-tune",
+            "ml.training.yolo.config:YoloConfig",
+            "ml.training.yolo.trainer:run",
+        ),
+        JobKind(
+            "vlm_sft",
+            "VLM supervised fine-tune (trl SFT)",
+            "ml.training.vlm.config:VlmSftConfig",
+            "ml.training.vlm.sft:run",
+        ),
+        JobKind(
+            "vlm_dpo",
+            "VLM preference training (trl DPO)",
+            "ml.training.vlm.config:VlmDpoConfig",
+            "ml.training.vlm.dpo:run",
+        ),
     ]
 }
 
@@ -67,7 +87,12 @@ def config_fields(kind: str) -> list[dict[str, Any]]:
     cls = JOB_KINDS[kind].config_class()
     out = []
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        out.append({"name": f.name, "default": default, "type": str(f.type), "help": f.metadata.get("help", "")})
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )
+        out.append(
+            {"name": f.name, "default": default, "type": str(f.type), "help": f.metadata.get("help", "")}
+        )
     return out

@@ -40,7 +40,11 @@ class MemoryReporter:
         self.lines.append(message)
 
     def cancelled(self) -> bool:
-        return self.cancel_after_step is not None and bool(self.steps) and self.steps[-1][0] >= self.cancel_after_step
+        return (
+            self.cancel_after_step is not None
+            and bool(self.steps)
+            and self.steps[-1][0] >= self.cancel_after_step
+        )
 
 
 def check_cancelled(reporter: Reporter) -> None:

@@ -8,8 +8,8 @@ from ml.tiny import build_tiny_vit_classifier
 from ml.training.common.checkpoint import checkpoint_steps, load_latest_checkpoint, save_checkpoint
 from ml.training.common.data import NO_LABEL, class_weights, epoch_batches
 from ml.training.common.ema import WeightEMA
-from ml.training.common.loop import resolve_device
 from ml.training.common.models import auto_head_modules, auto_target_modules, load_image_classifier
+from ml.training.common.runtime import resolve_device
 
 
 def test_class_weights_favour_the_rare_positive():

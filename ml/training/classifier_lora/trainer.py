@@ -13,9 +13,8 @@ from torch import nn
 from ml.dataset import DatasetVersionDir
 from ml.training.classifier_lora.config import ClassifierLoraConfig, module_names
 from ml.training.common.data import class_weights, require_binary, split_data, split_records
-from ml.training.common.finalize import finish_training, write_evaluation_files
-from ml.training.common.loop import logits_of, resolve_device, train_steps, val_mcc_evaluator
-from ml.training.common.model_card import write_model_card
+from ml.training.common.finalize import classifier_result, train_and_calibrate
+from ml.training.common.loop import logits_of
 from ml.training.common.models import (
     auto_head_modules,
     auto_target_modules,
@@ -26,6 +25,7 @@ from ml.training.common.models import (
     normalisation_of,
     parameter_counts,
 )
+from ml.training.common.runtime import resolve_device
 from ml.training.reporting import Reporter, TrainingResult
 
 
@@ -94,34 +94,23 @@ def run(
     def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return F.cross_entropy(logits_of(model, batch["pixel_values"]), batch["labels"], weight=weights)
 
-    evaluate = val_mcc_evaluator(data.val, device, config.threshold_grid)
-    outcome = train_steps(model, data.train, loss_fn, evaluate, config, reporter, workdir, device)
     extra = {"trainable_params": float(trainable), "total_params": float(total)}
-    calibration, metrics = finish_training(model, outcome, data, evaluate, config, device, reporter, extra)
+    calibration, metrics = train_and_calibrate(model, data, loss_fn, config, device, reporter, workdir, extra)
 
     artifact_dir = workdir / "artifacts"
-    files = write_evaluation_files(artifact_dir, calibration, metrics)
-    files.update(
-        save_models(model.cpu(), export_processor(processor, size, normalisation), artifact_dir, config)
+    model_files = save_models(
+        model.cpu(), export_processor(processor, size, normalisation), artifact_dir, config
     )
-    method = "full fine-tune" if config.full_finetune else f"LoRA r={config.lora_r} alpha={config.lora_alpha}"
-    write_model_card(
-        artifact_dir / "README.md",
-        title=f"{dataset.info.project} classifier v{dataset.info.version}",
-        method=method,
-        base_model=config.base_model,
+    return classifier_result(
+        artifact_dir,
+        calibration,
+        metrics,
+        model_files,
         dataset=dataset.info,
-        threshold=calibration.threshold,
-        temperature=calibration.temperature,
-        metrics=metrics,
-        slices=calibration.slices,
+        title=f"{dataset.info.project} classifier v{dataset.info.version}",
+        method="full fine-tune"
+        if config.full_finetune
+        else f"LoRA r={config.lora_r} alpha={config.lora_alpha}",
+        base_model=config.base_model,
         settings=asdict(config),
-    )
-    files["model_card"] = "README.md"
-    return TrainingResult(
-        artifact_dir=artifact_dir,
-        threshold=calibration.threshold,
-        metrics=metrics,
-        holdout_scores=calibration.holdout_scores,
-        files=files,
     )

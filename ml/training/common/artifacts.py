@@ -1,14 +1,28 @@
-"""A markdown model card: what was trained, on which dataset version, and how it scored on the holdout."""
+"""The one writer of what every job kind leaves beside its model: threshold.json, metrics.json and a model card."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 from ml.dataset import DatasetInfo
 
+THRESHOLD_FILE = "threshold.json"
+METRICS_FILE = "metrics.json"
+MODEL_CARD_FILE = "README.md"
 CARD_METRICS = ("mcc", "f1", "precision", "recall", "accuracy", "auroc", "auprc", "ece", "n", "positives")
+
+
+def write_decision_files(
+    artifact_dir: Path, threshold: dict[str, Any], metrics: dict[str, Any]
+) -> dict[str, str]:
+    """threshold.json (the decision rule a scorer applies) and metrics.json (what the registry shows)."""
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    (artifact_dir / THRESHOLD_FILE).write_text(json.dumps(threshold, indent=2, default=float))
+    (artifact_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=float))
+    return {"threshold": THRESHOLD_FILE, "metrics": METRICS_FILE}
 
 
 def _fmt(value: Any) -> str:
@@ -17,28 +31,35 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _classes_line(dataset: DatasetInfo) -> str:
+    classes = ", ".join(dataset.classes)
+    if len(dataset.classes) == 2:
+        return f"- **Classes**: {classes} (positive = `{dataset.classes[1]}`)"
+    return f"- **Classes**: {classes}"
+
+
 def write_model_card(
-    path: Path,
+    artifact_dir: Path,
     *,
     title: str,
     method: str,
     base_model: str,
     dataset: DatasetInfo,
-    threshold: float,
-    temperature: float,
+    decision_rule: str,
     metrics: dict[str, float],
-    slices: dict[str, dict],
     settings: dict[str, Any],
-) -> Path:
+    slices: dict[str, dict] | None = None,
+    usage: str = "",
+) -> dict[str, str]:
+    """README.md: what was trained, on which dataset version, its decision rule and holdout figures."""
     lines = [
         f"# {title}",
         "",
         f"- **Method**: {method}",
         f"- **Base model**: `{base_model}`",
         f"- **Dataset**: project `{dataset.project}`, version {dataset.version}, content hash `{dataset.content_hash}`",
-        f"- **Classes**: {', '.join(dataset.classes)} (positive = `{dataset.classes[1]}`)",
-        f"- **Decision rule**: `softmax(logits / {temperature:.4f})[1] >= {threshold:.4f}` "
-        "(temperature fitted and threshold chosen for maximal MCC on the val split)",
+        _classes_line(dataset),
+        f"- **Decision rule**: {decision_rule}",
         "",
         "## Holdout metrics (at the threshold above)",
         "",
@@ -50,24 +71,31 @@ def write_model_card(
         "",
         *[f"- {name}: {_fmt(value)}" for name, value in metrics.items() if name not in CARD_METRICS],
         "",
-        "## Holdout MCC by slice",
-        "",
-        *[
-            f"- {key} = {value}: MCC {_fmt(entry['mcc'])} (n={entry['n']})"
-            for key, per_value in slices.items()
-            for value, entry in per_value.items()
-        ],
-        "",
+    ]
+    if slices:
+        lines += [
+            "## Holdout MCC by slice",
+            "",
+            *[
+                f"- {key} = {value}: MCC {_fmt(entry['mcc'])} (n={entry['n']})"
+                for key, per_value in slices.items()
+                for value, entry in per_value.items()
+            ],
+            "",
+        ]
+    if usage:
+        lines += ["## Use", "", usage.strip(), ""]
+    lines += [
         "## Training settings",
         "",
         *[f"- {name}: `{value}`" for name, value in settings.items()],
         "",
         "## Intended use and limits",
         "",
-        f'Answers "{dataset.question}" for images like those of this project. Scores are calibrated on the val',
-        "split only; re-check the threshold when the camera fleet or the season changes (drift).",
+        f'Answers "{dataset.question}" for images like those of this project. The threshold is chosen on the val',
+        "split only; re-check it when the camera fleet or the season changes (drift).",
         "",
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
-    return path
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    (artifact_dir / MODEL_CARD_FILE).write_text("\n".join(lines))
+    return {"model_card": MODEL_CARD_FILE}

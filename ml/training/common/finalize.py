@@ -1,32 +1,25 @@
 """After training: keep raw or EMA weights by val MCC, fit a temperature, pick the MCC-optimal threshold on
-val, score the holdout and write threshold.json / metrics.json."""
+val, score the holdout and write threshold.json, metrics.json and the model card."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ml.dataset import DatasetRecord
-from ml.evaluation import (
-    apply_temperature,
-    binary_metrics,
-    fit_temperature,
-    mcc_optimal_threshold,
-    reliability_curve,
-)
-from ml.evaluation import slice_mcc as slice_mcc_of
+from ml.dataset import DatasetInfo
+from ml.evaluation import apply_temperature, fit_temperature, mcc_optimal_threshold
+from ml.training.common.artifacts import write_decision_files, write_model_card
 from ml.training.common.config import ImageTrainingConfig
 from ml.training.common.data import SplitData
 from ml.training.common.ema import WeightEMA
-from ml.training.common.loop import Evaluate, TrainOutcome, predict_logits
-from ml.training.reporting import Reporter
-
-SLICE_KEYS = ("is_night", "camera_id")
+from ml.training.common.holdout import holdout_report
+from ml.training.common.loop import Evaluate, LossFn, predict_logits, train_steps, val_mcc_evaluator
+from ml.training.reporting import Reporter, TrainingResult
 
 
 @dataclass
@@ -61,14 +54,6 @@ def _binary_logit(logits: np.ndarray) -> np.ndarray:
     return logits[:, 1] - logits[:, 0]
 
 
-def _slices(scores: np.ndarray, labels: np.ndarray, threshold: float, records: list[DatasetRecord]) -> dict:
-    out = {}
-    for key in SLICE_KEYS:
-        values = [None if r.metadata.get(key) is None else str(r.metadata[key]) for r in records]
-        out[key] = slice_mcc_of(scores, labels, threshold, values)
-    return out
-
-
 def calibrate_and_score(
     model: nn.Module,
     data: SplitData,
@@ -89,7 +74,7 @@ def calibrate_and_score(
     holdout_scores = apply_temperature(_binary_logit(holdout_logits), temperature)
     labeled = holdout_labels >= 0
     labeled_records = [r for r, keep in zip(data.holdout_records, labeled, strict=True) if keep]
-    scores, labels = holdout_scores[labeled], holdout_labels[labeled]
+    report = holdout_report(holdout_scores[labeled], holdout_labels[labeled], threshold, labeled_records)
     return Calibration(
         threshold=threshold,
         temperature=temperature,
@@ -98,9 +83,9 @@ def calibrate_and_score(
         holdout_scores={
             r.item_id: float(s) for r, s in zip(data.holdout_records, holdout_scores, strict=True)
         },
-        holdout_metrics=binary_metrics(scores, labels, threshold),
-        slices=_slices(scores, labels, threshold, labeled_records),
-        reliability=reliability_curve(scores, labels),
+        holdout_metrics=report.metrics,
+        slices=report.slices,
+        reliability=report.reliability,
     )
 
 
@@ -115,17 +100,20 @@ def summary_metrics(calibration: Calibration, extra: dict[str, float]) -> dict[s
     }
 
 
-def finish_training(
+def train_and_calibrate(
     model: nn.Module,
-    outcome: TrainOutcome,
     data: SplitData,
-    evaluate: Evaluate,
+    loss_fn: LossFn,
     config: ImageTrainingConfig,
     device: torch.device,
     reporter: Reporter,
+    workdir: Path,
     extra_metrics: dict[str, float],
 ) -> tuple[Calibration, dict[str, float]]:
-    """Raw-vs-EMA choice, calibration and holdout scoring; returns the calibration and the flat metrics."""
+    """The common loop, then raw-vs-EMA choice, calibration and holdout scoring; returns the calibration and
+    the flat metrics."""
+    evaluate = val_mcc_evaluator(data.val, device, config.threshold_grid)
+    outcome = train_steps(model, data.train, loss_fn, evaluate, config, reporter, workdir, device)
     chosen = keep_better_weights(model, outcome.ema, evaluate, reporter)
     calibration = calibrate_and_score(
         model, data, device, weights=chosen, calibrate=config.calibrate, n_thresholds=config.threshold_grid
@@ -138,7 +126,6 @@ def finish_training(
 def write_evaluation_files(
     artifact_dir: Path, calibration: Calibration, metrics: dict[str, float]
 ) -> dict[str, str]:
-    artifact_dir.mkdir(parents=True, exist_ok=True)
     threshold = {
         "threshold": calibration.threshold,
         "temperature": calibration.temperature,
@@ -147,12 +134,48 @@ def write_evaluation_files(
         "val_mcc": calibration.val_mcc,
         "weights": calibration.weights,
     }
-    (artifact_dir / "threshold.json").write_text(json.dumps(threshold, indent=2))
     report = {
         "summary": metrics,
         "holdout": calibration.holdout_metrics,
         "slices": calibration.slices,
         "reliability": calibration.reliability,
     }
-    (artifact_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
-    return {"threshold": "threshold.json", "metrics": "metrics.json"}
+    return write_decision_files(artifact_dir, threshold, report)
+
+
+def classifier_result(
+    artifact_dir: Path,
+    calibration: Calibration,
+    metrics: dict[str, float],
+    model_files: dict[str, str],
+    *,
+    dataset: DatasetInfo,
+    title: str,
+    method: str,
+    base_model: str,
+    settings: dict[str, Any],
+) -> TrainingResult:
+    """Writes threshold.json, metrics.json and the model card beside the saved model; the job's result."""
+    files = {**write_evaluation_files(artifact_dir, calibration, metrics), **model_files}
+    decision_rule = (
+        f"`softmax(logits / {calibration.temperature:.4f})[1] >= {calibration.threshold:.4f}` "
+        "(temperature fitted and threshold chosen for maximal MCC on the val split)"
+    )
+    files |= write_model_card(
+        artifact_dir,
+        title=title,
+        method=method,
+        base_model=base_model,
+        dataset=dataset,
+        decision_rule=decision_rule,
+        metrics=metrics,
+        settings=settings,
+        slices=calibration.slices,
+    )
+    return TrainingResult(
+        artifact_dir=artifact_dir,
+        threshold=calibration.threshold,
+        metrics=metrics,
+        holdout_scores=calibration.holdout_scores,
+        files=files,
+    )

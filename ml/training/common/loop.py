@@ -37,14 +37,6 @@ class TrainOutcome:
     ema: WeightEMA | None
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device: {name!r} requested but CUDA is not available on this worker")
-    return torch.device(name)
-
-
 def total_steps(config: ImageTrainingConfig, n_train: int) -> int:
     if config.max_steps > 0:
         return config.max_steps

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from torch import nn
 
 from ml.training.common.data import Normalisation
+from ml.training.common.runtime import hub_offline
 
 # LoRA targets by attention naming, first match wins. transformers 4.x ViT/DeiT/BEiT name the attention
 # projections query/key/value; transformers 5.x renames ViT's to q_proj/k_proj/v_proj/o_proj. Swin, ConvNeXt-V2
@@ -21,13 +21,6 @@ LORA_TARGET_CANDIDATES: tuple[tuple[str, ...], ...] = (
 HEAD_NAMES = ("classifier", "head", "fc", "score")
 DEFAULT_IMAGE_SIZE = 224
 PLAIN_NORMALISATION = Normalisation(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-
-
-def hub_offline() -> None:
-    """Model loading must never reach the network from a worker (weights come from local paths or the cache)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def linear_leaf_names(model: nn.Module) -> set[str]:

@@ -21,9 +21,8 @@ from ml.training.common.data import (
     split_data,
     split_records,
 )
-from ml.training.common.finalize import finish_training, write_evaluation_files
-from ml.training.common.loop import logits_of, resolve_device, train_steps, val_mcc_evaluator
-from ml.training.common.model_card import write_model_card
+from ml.training.common.finalize import classifier_result, train_and_calibrate
+from ml.training.common.loop import logits_of
 from ml.training.common.models import (
     export_processor,
     input_size,
@@ -32,6 +31,7 @@ from ml.training.common.models import (
     normalisation_of,
     parameter_counts,
 )
+from ml.training.common.runtime import resolve_device
 from ml.training.distill.config import TINY_CNN, DistillConfig
 from ml.training.distill.student import TinyCNN, save_tiny_cnn
 from ml.training.reporting import Reporter, TrainingResult
@@ -190,37 +190,25 @@ def run(
             weights=weights,
         )
 
-    evaluate = val_mcc_evaluator(data.val, device, config.threshold_grid)
-    outcome = train_steps(model, data.train, loss_fn, evaluate, config, reporter, workdir, device)
     trainable, _ = parameter_counts(model)
     extra = {
         "trainable_params": float(trainable),
         "unlabeled_train_items": float(n_unlabeled),
         **teacher_metrics(dataset, config.teacher_weights, config.threshold_grid),
     }
-    calibration, metrics = finish_training(model, outcome, data, evaluate, config, device, reporter, extra)
+    calibration, metrics = train_and_calibrate(model, data, loss_fn, config, device, reporter, workdir, extra)
 
     artifact_dir = workdir / "artifacts"
-    files = write_evaluation_files(artifact_dir, calibration, metrics)
-    files.update(save_student(model.cpu(), processor, artifact_dir, size, normalisation))
+    model_files = save_student(model.cpu(), processor, artifact_dir, size, normalisation)
     teachers = ", ".join(f"{k}={v}" for k, v in config.teacher_weights.items()) or "all cascade models, equal"
-    write_model_card(
-        artifact_dir / "README.md",
+    return classifier_result(
+        artifact_dir,
+        calibration,
+        metrics,
+        model_files,
+        dataset=dataset.info,
         title=f"{dataset.info.project} distilled student v{dataset.info.version}",
         method=f"distillation (alpha={config.alpha}, T={config.temperature}; teachers: {teachers})",
         base_model=config.student,
-        dataset=dataset.info,
-        threshold=calibration.threshold,
-        temperature=calibration.temperature,
-        metrics=metrics,
-        slices=calibration.slices,
         settings=asdict(config),
-    )
-    files["model_card"] = "README.md"
-    return TrainingResult(
-        artifact_dir=artifact_dir,
-        threshold=calibration.threshold,
-        metrics=metrics,
-        holdout_scores=calibration.holdout_scores,
-        files=files,
     )

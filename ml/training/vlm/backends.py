@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass
 from typing import Any
 
+from ml.training.common.runtime import hub_offline
 from ml.training.vlm.config import VlmBaseConfig, VlmDpoConfig
 
 
@@ -34,12 +34,6 @@ class LoadedVlm:
     model: Any
     processor: Any
     peft_config: Any | None  # None when the backend already wrapped the model in its adapter
-
-
-def set_offline_environment() -> None:
-    # Jobs never reach the hub at run time; a hub id must already be in the local cache.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 def _package_installed(name: str) -> bool:
@@ -184,7 +178,7 @@ def _unsloth_model(config: VlmBaseConfig, device: TrainingDevice) -> LoadedVlm:
 
 def load_vlm(config: VlmBaseConfig) -> tuple[LoadedVlm, TrainingDevice]:
     """The model to train, its processor and the LoRA config trl should apply (None if already applied)."""
-    set_offline_environment()
+    hub_offline()
     check_backend_available(config)
     device = training_device(config)
     loaded = _unsloth_model(config, device) if config.backend == "unsloth" else _peft_model(config, device)

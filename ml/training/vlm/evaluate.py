@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ml.dataset import DatasetRecord, DatasetVersionDir
-from ml.evaluation import binary_metrics, mcc_optimal_threshold, reliability_curve, slice_mcc
+from ml.evaluation import mcc_optimal_threshold
+from ml.training.common.holdout import holdout_report
 from ml.training.vlm.conversations import human_is_positive, parse_yes_no, question_prompt
 
 __all__ = ["VlmEvaluation", "answer_token_ids", "evaluate_vlm", "parse_yes_no", "score_p_yes"]
@@ -122,18 +123,7 @@ def evaluate_vlm(
     labeled, labels = _labeled(dataset, "holdout")
     evaluation = VlmEvaluation(threshold, metrics, holdout_scores, val_scores)
     if labeled:
-        scores = [holdout_scores[r.item_id] for r in labeled]
-        metrics.update(binary_metrics(scores, labels, threshold))
-        evaluation.slices = _slices(scores, labels, threshold, labeled)
-        evaluation.reliability = reliability_curve(scores, labels)
+        report = holdout_report([holdout_scores[r.item_id] for r in labeled], labels, threshold, labeled)
+        metrics.update(report.metrics)
+        evaluation.slices, evaluation.reliability = report.slices, report.reliability
     return evaluation
-
-
-def _slices(scores: list[float], labels: list[int], threshold: float, records: list[DatasetRecord]) -> dict:
-    from ml.training.common.finalize import SLICE_KEYS
-
-    out = {}
-    for key in SLICE_KEYS:
-        values = [None if r.metadata.get(key) is None else str(r.metadata[key]) for r in records]
-        out[key] = slice_mcc(scores, labels, threshold, values)
-    return out

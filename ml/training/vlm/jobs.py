@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ml.dataset import DatasetVersionDir
-from ml.training.reporting import JobCancelled, Reporter, TrainingResult
-from ml.training.vlm.backends import LoadedVlm, TrainingDevice
+from ml.training.common.artifacts import write_decision_files, write_model_card
+from ml.training.reporting import JobCancelled, Reporter, TrainingResult, check_cancelled
+from ml.training.vlm.backends import LoadedVlm, TrainingDevice, load_vlm
 from ml.training.vlm.config import VlmBaseConfig
 from ml.training.vlm.evaluate import VlmEvaluation, answer_token_ids, evaluate_vlm
 
@@ -98,37 +99,14 @@ def train(trainer: Any, reporter: Reporter, callback: Any, workdir: Path) -> dic
     return {k: float(v) for k, v in output.metrics.items() if isinstance(v, int | float)}
 
 
-def _model_card(
-    kind: str, config: VlmBaseConfig, dataset: DatasetVersionDir, evaluation: VlmEvaluation
-) -> str:
-    info = dataset.info
-    metric_lines = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(evaluation.metrics.items()))
-    return f"""# {info.project} — {kind} LoRA adapter
-
-Base model: `{config.model_name_or_path}` (backend `{config.backend}`, quantization `{config.quantization}`,
-LoRA r={config.lora_r}, alpha={config.lora_alpha}). Trained on dataset version {info.version}
-(content hash `{info.content_hash}`).
-
-Prompt: the image followed by "{info.question}". The score is P(yes) = p("yes") / (p("yes") + p("no")) over
-the first answer token; an item is positive when P(yes) ≥ {evaluation.threshold:.4f} (MCC-optimal on val).
-
-## Holdout metrics
-
-| metric | value |
-|---|---|
-{metric_lines}
-
-## Load
-
-```python
+VLM_USAGE = """```python
 from peft import PeftModel
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-base = AutoModelForImageTextToText.from_pretrained("{config.model_name_or_path}")
+base = AutoModelForImageTextToText.from_pretrained("{base}")
 model = PeftModel.from_pretrained(base, "adapter")
 processor = AutoProcessor.from_pretrained("processor")
-```
-"""
+```"""
 
 
 def write_artifacts(
@@ -145,6 +123,7 @@ def write_artifacts(
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out / "adapter")
     loaded.processor.save_pretrained(out / "processor")
+    files = {"adapter": "adapter", "processor": "processor"}
     yes_ids, no_ids = answer_token_ids(loaded.processor.tokenizer)
     threshold = {
         "threshold": evaluation.threshold,
@@ -154,28 +133,33 @@ def write_artifacts(
         "yes_token_ids": yes_ids,
         "no_token_ids": no_ids,
     }
-    (out / "threshold.json").write_text(json.dumps(threshold, indent=2))
     report = {
         "summary": evaluation.metrics,
         "holdout": {k: v for k, v in evaluation.metrics.items() if k not in ("val_mcc", "train_loss")},
         "slices": evaluation.slices,
         "reliability": evaluation.reliability,
     }
-    (out / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
+    files |= write_decision_files(out, threshold, report)
     (out / "holdout_scores.json").write_text(
         json.dumps({str(k): v for k, v in evaluation.holdout_scores.items()})
     )
     (out / "config.json").write_text(json.dumps({"kind": kind, **asdict(config)}, indent=2))
-    (out / "README.md").write_text(_model_card(kind, config, dataset, evaluation))
-    files = {
-        "adapter": "adapter",
-        "processor": "processor",
-        "threshold": "threshold.json",
-        "metrics": "metrics.json",
-        "holdout_scores": "holdout_scores.json",
-        "config": "config.json",
-        "model_card": "README.md",
-    }
+    files |= {"holdout_scores": "holdout_scores.json", "config": "config.json"}
+    files |= write_model_card(
+        out,
+        title=f"{dataset.info.project} — {kind} LoRA adapter",
+        method=f"{kind} LoRA r={config.lora_r} alpha={config.lora_alpha} "
+        f"(backend `{config.backend}`, quantization `{config.quantization}`)",
+        base_model=config.model_name_or_path,
+        dataset=dataset.info,
+        decision_rule=f'P(yes) = p("yes") / (p("yes") + p("no")) over the first answer token to the image '
+        f'followed by "{dataset.info.question}"; positive when P(yes) >= {evaluation.threshold:.4f} '
+        "(MCC-optimal on val)",
+        metrics=evaluation.metrics,
+        settings=asdict(config),
+        slices=evaluation.slices,
+        usage=VLM_USAGE.replace("{base}", config.model_name_or_path),
+    )
     return TrainingResult(out, evaluation.threshold, evaluation.metrics, evaluation.holdout_scores, files)
 
 
@@ -200,3 +184,33 @@ def evaluate_and_save(
         evaluation.metrics["train_loss"] = train_metrics["train_loss"]
     reporter.metrics(trainer.state.global_step, evaluation.metrics)
     return write_artifacts(kind, config, dataset, loaded, model, evaluation, workdir)
+
+
+def run_trl_job(
+    kind: str,
+    config: VlmBaseConfig,
+    dataset: DatasetVersionDir,
+    reporter: Reporter,
+    workdir: Path,
+    rows: list[dict],
+    trainer_class: Any,
+    args_class: Any,
+    **method_args: Any,
+) -> TrainingResult:
+    """Loads the model, trains trl's `trainer_class` on `rows` (resuming, cancellable), scores and saves it."""
+    check_cancelled(reporter)
+    loaded, device = load_vlm(config)
+    data_file = workdir / "data" / f"{kind.removeprefix('vlm_')}_train.jsonl"
+    train_dataset = load_training_rows(rows, data_file, workdir)
+    args = args_class(**trainer_arguments(config, device, workdir), **method_args)
+    callback = reporter_callback(reporter)
+    trainer = trainer_class(
+        model=loaded.model,
+        args=args,
+        train_dataset=train_dataset,
+        processing_class=loaded.processor,
+        peft_config=loaded.peft_config,
+        callbacks=[callback],
+    )
+    train_metrics = train(trainer, reporter, callback, workdir)
+    return evaluate_and_save(kind, config, dataset, loaded, trainer, train_metrics, reporter, workdir)

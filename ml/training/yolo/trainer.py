@@ -17,8 +17,11 @@ from typing import Any
 import yaml
 
 from ml.dataset import DatasetInfo, DatasetRecord, DatasetVersionDir
-from ml.evaluation import binary_metrics, mcc_optimal_threshold
+from ml.evaluation import mcc_optimal_threshold
 from ml.exports import export_yolo, has_box_annotation
+from ml.training.common.artifacts import write_decision_files, write_model_card
+from ml.training.common.holdout import holdout_report
+from ml.training.common.runtime import resolve_device
 from ml.training.reporting import JobCancelled, Reporter, TrainingResult, check_cancelled
 from ml.training.yolo.config import YoloConfig
 
@@ -52,12 +55,9 @@ def import_ultralytics(config_dir: Path) -> Any:
     return ultralytics.YOLO
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' was asked for but no CUDA device is available")
-    return "0" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+def ultralytics_device(device: str) -> str:
+    """ultralytics' spelling of the device: '0' for the first CUDA device, else 'cpu'."""
+    return "0" if resolve_device(device).type == "cuda" else "cpu"
 
 
 def check_model_source(model: str) -> None:
@@ -246,28 +246,20 @@ def image_level_metrics(
     threshold, val_mcc = mcc_optimal_threshold(
         [val_scores[r.item_id] for r in val], [image_label(info, r) for r in val], config.threshold_grid
     )
-    metrics = binary_metrics(
-        [holdout_scores[r.item_id] for r in holdout], [image_label(info, r) for r in holdout], threshold
+    report = holdout_report(
+        [holdout_scores[r.item_id] for r in holdout],
+        [image_label(info, r) for r in holdout],
+        threshold,
+        holdout,
     )
-    return threshold, {**metrics, "val_mcc": float(val_mcc)}, holdout_scores
+    return threshold, {**report.metrics, "val_mcc": float(val_mcc)}, holdout_scores
 
 
-def model_card(config: YoloConfig, info: DatasetInfo, threshold: float, metrics: dict[str, float]) -> str:
-    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items()))
-    return (
-        f"# YOLO detector for {info.project}\n\n"
-        f"Trained by Hardcase on dataset version {info.version} ({info.content_hash or 'no hash'}) "
-        f"from `{config.model}`, {config.epochs} epochs at {config.image_size} px.\n\n"
-        f"Box classes: {', '.join(info.box_classes or info.classes)}.\n\n"
-        "## Image-level decision\n\n"
-        f"Score = highest box confidence in the image (0 without a box); positive when score >= "
-        f"{threshold:.4f} (the MCC-optimal threshold on val).\n\n"
-        "## Holdout metrics\n\n| metric | value |\n|---|---|\n"
-        f"{rows}\n\n"
-        "## Use\n\n```python\nfrom ultralytics import YOLO\nmodel = YOLO('best.pt')\n"
-        "boxes = model.predict('image.jpg')[0].boxes\n```\n\n"
-        f"## Config\n\n```json\n{json.dumps(asdict(config), indent=2)}\n```\n"
-    )
+YOLO_USAGE = """```python
+from ultralytics import YOLO
+model = YOLO('best.pt')
+boxes = model.predict('image.jpg')[0].boxes
+```"""
 
 
 def write_artifacts(
@@ -282,24 +274,29 @@ def write_artifacts(
     artifact_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best, artifact_dir / "best.pt")
     shutil.copyfile(data_yaml, artifact_dir / "data.yaml")
-    (artifact_dir / "threshold.json").write_text(
-        json.dumps({"threshold": threshold, "score": "max_box_confidence", "selected_on": "val"}, indent=2)
+    files = {"weights": "best.pt", "data": "data.yaml"}
+    decision = {"threshold": threshold, "score": "max_box_confidence", "selected_on": "val"}
+    files |= write_decision_files(artifact_dir, decision, dict(sorted(metrics.items())))
+    files |= write_model_card(
+        artifact_dir,
+        title=f"YOLO detector for {info.project}",
+        method=f"ultralytics detector fine-tune, {config.epochs} epochs at {config.image_size} px "
+        f"(box classes: {', '.join(info.box_classes or info.classes)})",
+        base_model=config.model,
+        dataset=info,
+        decision_rule=f"highest box confidence in the image (0 without a box) >= {threshold:.4f} "
+        "(the MCC-optimal threshold on val)",
+        metrics=metrics,
+        settings=asdict(config),
+        usage=YOLO_USAGE,
     )
-    (artifact_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    (artifact_dir / "README.md").write_text(model_card(config, info, threshold, metrics))
-    return {
-        "weights": "best.pt",
-        "data": "data.yaml",
-        "threshold": "threshold.json",
-        "metrics": "metrics.json",
-        "model_card": "README.md",
-    }
+    return files
 
 
 def run(config: YoloConfig, dataset: DatasetVersionDir, reporter: Reporter, workdir: Path) -> TrainingResult:
     workdir = Path(workdir).resolve()
     check_model_source(config.model)
-    device = resolve_device(config.device)
+    device = ultralytics_device(config.device)
     check_cancelled(reporter)
     data_yaml = export_yolo(dataset, workdir / "yolo_data")
     check_yolo_data(data_yaml)
