@@ -135,6 +135,27 @@ def annotator_rows(*, db_session: Session, rows: list) -> list[AnnotatorRow]:
     return sorted(out, key=lambda row: -row.labels)
 
 
+def agreement_by_annotator(*, db_session: Session, project: Project) -> dict[int, float]:
+    """Share of an annotator's current labels that match another annotator's current label on the same item
+    (pairwise percent agreement; items only they labeled do not count)."""
+    rows = db_session.execute(
+        select(Annotation.item_id, Annotation.annotator_id, Annotation.label).where(
+            Annotation.project_id == project.id, Annotation.state == "current"
+        )
+    ).all()
+    by_item: dict[int, dict[int, int]] = defaultdict(dict)
+    for item_id, annotator_id, label in rows:
+        by_item[item_id][annotator_id] = label
+    agree: Counter[int] = Counter()
+    pairs: Counter[int] = Counter()
+    for labels in by_item.values():
+        for annotator_id, label in labels.items():
+            others = [other for who, other in labels.items() if who != annotator_id]
+            pairs[annotator_id] += len(others)
+            agree[annotator_id] += sum(other == label for other in others)
+    return {who: agree[who] / n for who, n in pairs.items() if n}
+
+
 def prediction_counts(*, db_session: Session, project: Project) -> list[tuple[str, int]]:
     rows = db_session.execute(
         select(Prediction.model, func.count())
@@ -151,11 +172,15 @@ def project_overview(
     """Every number of the overview page; annotator figures cover the last `days` days."""
     now = now or utcnow()
     rows = _annotation_rows(db_session=db_session, project=project, since=now - timedelta(days=days))
+    annotators = annotator_rows(db_session=db_session, rows=rows)
+    agreement = agreement_by_annotator(db_session=db_session, project=project)
+    for row in annotators:
+        row.agreement = agreement.get(row.user_id)
     return ProjectOverview(
         pool_size=pool_size(db_session=db_session, project=project),
         queue=queue_counts(db_session=db_session, project=project),
         label_balance=label_balance(db_session=db_session, project=project),
         throughput=throughput_per_day(rows, days=days, today=as_utc(now).date()),
-        annotators=annotator_rows(db_session=db_session, rows=rows),
+        annotators=annotators,
         models=prediction_counts(db_session=db_session, project=project),
     )

@@ -6,6 +6,7 @@ import json
 import re
 from datetime import timedelta
 
+import numpy as np
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -78,7 +79,7 @@ def seed_project(db: Session, *, n_items: int = 12) -> Project:
                         item_id=item.id,
                         project_id=project.id,
                         annotator_id=user.id,
-                        label=1 if index < 3 else 0,
+                        label=1 if index < 3 or (user is bob and index == 4) else 0,
                         duration_ms=4000 if user is alice else 8000,
                         created_at=now - timedelta(minutes=minutes),
                     )
@@ -162,12 +163,10 @@ def seed_training(db: Session, project: Project) -> tuple[Job, Job]:
     for step in (10, 20, 30):
         db.add(JobMetric(job_id=running.id, step=step, name="train_loss", value=0.9 - step / 100))
         db.add(JobMetric(job_id=running.id, step=step, name="val_mcc", value=step / 60))
-    for number, job, stage, noise in ((1, done, "production", 0.35), (2, None, "candidate", 0.15)):
-        truth = [int(i % 5 < 2) for i in range(40)]
-        scores = [
-            min(0.99, max(0.01, t * (1 - noise) + (1 - t) * noise + ((i * 7) % 10 - 5) / 40))
-            for i, t in enumerate(truth)
-        ]
+    rng = np.random.default_rng(7)
+    truth = [int(i % 5 < 2) for i in range(40)]
+    for number, job, stage, noise in ((1, done, "production", 0.3), (2, None, "candidate", 0.18)):
+        scores = np.clip(0.25 + 0.5 * np.array(truth) + rng.normal(0, noise, 40), 0.01, 0.99).tolist()
         from ml.evaluation import binary_metrics, reliability_curve, slice_mcc
 
         metrics = binary_metrics(scores, truth, 0.5)
@@ -202,12 +201,13 @@ def test_overview_counts_pool_queue_balance_and_annotators(db: Session) -> None:
     overview = project_overview(db_session=db, project=project)
     assert overview.pool_size == 12
     assert overview.queue["done"] == 5 and overview.queue["leased"] == 2 and overview.queue["pending"] == 4
-    assert overview.label_balance == {"negative": 4, "positive": 6}
+    assert overview.label_balance == {"negative": 3, "positive": 7}
     assert sum(count for _, count in overview.throughput) == 10
     assert overview.throughput[-1][1] == 5 and overview.throughput[-2][1] == 5
     rows = {row.username: row for row in overview.annotators}
     assert rows["alice"].labels == 5 and rows["alice"].median_seconds == 4.0
     assert rows["bob"].median_seconds == 8.0
+    assert rows["alice"].agreement == 0.8 and rows["bob"].agreement == 0.8  # they split on one of five
     # five labels one minute apart: 4 min of gaps + one median duration (4 s) of work
     assert abs(rows["alice"].labels_per_hour - 5 / ((4 * 60 + 4) / 3600)) < 1e-6
 
