@@ -267,9 +267,11 @@ def execute_job(
     reporter = DbReporter(sessions, job_id, worker_id)
     with sessions() as session:
         job = session.get(Job, job_id)
-        reporter.lines.extend((job.log_tail or "").splitlines())
-        reporter.log(f"attempt {job.attempts}/{job.max_attempts} on {worker_id} ({claim.reason})")
-        kind = job.kind
+        kind, previous_log = job.kind, job.log_tail or ""
+        attempt = f"attempt {job.attempts}/{job.max_attempts} on {worker_id} ({claim.reason})"
+    # never write through the reporter inside another session: on SQLite the open one holds the write lock
+    reporter.lines.extend(previous_log.splitlines())
+    reporter.log(attempt)
     with Heartbeat(sessions, job_id, worker_id, settings.job_heartbeat_s):
         try:
             with sessions() as session:
