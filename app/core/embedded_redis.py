@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 def _redis_server_binary() -> str:
@@ -37,7 +39,10 @@ class EmbeddedRedis:
         return self.dir / "redis.pid"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=2)
+        # No retries: "is it up?" must answer at once (redis-py 8 retries with backoff by default).
+        return redis.Redis(
+            unix_socket_path=str(self.socket_path), socket_timeout=2, retry=Retry(NoBackoff(), 0)
+        )
 
     def is_alive(self) -> bool:
         try:
