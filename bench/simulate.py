@@ -1,12 +1,14 @@
 """Fuller active-learning replay (Gal et al. 2017 protocol on MNIST): same CLI as `hardcase simulate`, bigger
-defaults. Example: python bench/simulate.py --seeds 3 --max-labels 1000 --test-size 0"""
+defaults. Example: python -m bench.simulate --seeds 3 --max-labels 1000 --test-size 0
+(about 5-20 s per round and strategy on a 2-core CPU, more for ensemble strategies)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a script, sys.path[0] is bench/, whose modules (bench/queue.py) would shadow the standard library.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from ml.simulate.cli import main  # noqa: E402
 from ml.simulate.config import SimulationConfig  # noqa: E402

@@ -52,6 +52,7 @@ def train_steps(
     model.train()
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=learning_rate)
     rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)  # dropout masks depend only on this member's seed, not on who trained before it
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     for _ in range(steps):
         idx = torch.from_numpy(rng.choice(len(y), min(batch_size, len(y)), replace=len(y) < batch_size))

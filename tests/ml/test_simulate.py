@@ -117,3 +117,19 @@ def test_tiny_binary_run_measures_mcc_with_an_ensemble(tmp_path):
     assert run["strategy"] == "hybrid" and doc["config"]["ensemble_size"] == 2
     assert run["labels"] == [20, 30] and run["positives"][0] == 2
     assert all(-1.0 <= v <= 1.0 for v in run["metric"])
+
+
+def test_member_training_depends_only_on_its_own_seed():
+    import torch
+
+    from ml.simulate import model as cnn
+
+    x = np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32)
+    y = np.arange(16) % 2
+    weights = []
+    for noise in (1, 2):
+        torch.manual_seed(noise)  # another member trained first moves the global generator
+        net = cnn.new_model(2, seed=5)
+        cnn.train_steps(net, x, y, steps=2, batch_size=8, learning_rate=1e-3, seed=11)
+        weights.append(net.out.weight.detach().clone())
+    assert torch.equal(weights[0], weights[1])
