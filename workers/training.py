@@ -45,9 +45,14 @@ class JobLost(Exception):
 
 
 def offline_hub() -> None:
+    """Workers never reach the hub: models come from local paths or the cache (huggingface_hub reads these once,
+    at import, so they are set when this module loads, before any trainer imports it)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("YOLO_OFFLINE", "1")
+
+
+offline_hub()
 
 
 # --- reporter -----------------------------------------------------------------------------------------------

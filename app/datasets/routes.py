@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
@@ -47,7 +49,17 @@ def list_versions(project: ProjectDep, session: SessionDep, _: Viewer) -> list[D
 
 
 @router.get("/datasets/{version}", response_model=DatasetVersionDetail)
-def read_version(version: int, project: ProjectDep, session: SessionDep, _: Viewer) -> DatasetVersionDetail:
+def read_version(
+    version: int,
+    project: ProjectDep,
+    session: SessionDep,
+    _: Viewer,
+    split: Literal["train", "val", "holdout"] | None = Query(None, description="only this split's items"),
+    offset: int = Query(0, ge=0),
+    limit: int = Query(
+        10_000, ge=0, le=100_000, description="items per page (stats cover the whole version)"
+    ),
+) -> DatasetVersionDetail:
     from ml.exports import EXPORT_FORMATS
 
     found = service.get_version(db_session=session, project=project, version=version)
@@ -60,7 +72,9 @@ def read_version(version: int, project: ProjectDep, session: SessionDep, _: View
             boxes=row.boxes,
             split=row.split,
         )
-        for row, item in service.version_items(db_session=session, version=found)
+        for row, item in service.version_items(
+            db_session=session, version=found, split=split, offset=offset, limit=limit
+        )
     ]
     return DatasetVersionDetail(
         **version_read(project, found).model_dump(), items=items, export_formats=list(EXPORT_FORMATS)

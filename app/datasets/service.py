@@ -57,13 +57,24 @@ def get_version(*, db_session: Session, project: Project, version: int) -> Datas
     return found
 
 
-def version_items(*, db_session: Session, version: DatasetVersion) -> list[tuple[DatasetItem, Item]]:
+def version_items(
+    *,
+    db_session: Session,
+    version: DatasetVersion,
+    split: str | None = None,
+    offset: int = 0,
+    limit: int | None = None,
+) -> list[tuple[DatasetItem, Item]]:
     query = (
         select(DatasetItem, Item)
         .join(Item, Item.id == DatasetItem.item_id)
         .where(DatasetItem.dataset_version_id == version.id)
         .order_by(DatasetItem.item_id)
+        .offset(offset)
+        .limit(limit)
     )
+    if split is not None:
+        query = query.where(DatasetItem.split == split)
     return [(row, item) for row, item in db_session.execute(query)]
 
 
@@ -186,9 +197,10 @@ def dataset_stats(project: Project, rows: list[FrozenRow], items: dict[int, Item
 def _frozen_rows(
     db_session: Session, project: Project, freeze: DatasetFreeze, user_id: int | None
 ) -> tuple[list[FrozenRow], dict[int, Item], dict[str, int]]:
-    labels = consensus_labels(db_session=db_session, project=project)
+    everything = consensus_labels(db_session=db_session, project=project)
+    labels = everything
     if freeze.label_sources:
-        labels = {i: lab for i, lab in labels.items() if lab.source in freeze.label_sources}
+        labels = {i: lab for i, lab in everything.items() if lab.source in freeze.label_sources}
     holdout = holdout_item_ids(db_session=db_session, project=project)
     items = _filtered_items(db_session, project, freeze)
     candidates = {i: items[i] for i in labels if i in items and i not in holdout}
@@ -202,10 +214,11 @@ def _frozen_rows(
         for item_id in chosen:
             del candidates[item_id]
     holdout_items = {item.id: item for item in _items_by_id(db_session, project, holdout)}
+    # the holdout ignores the filters (label sources included): every version is scored on the same items
     holdout_rows = [
-        FrozenRow(i, labels[i].label, list(labels[i].boxes), "holdout")
+        FrozenRow(i, everything[i].label, list(everything[i].boxes), "holdout")
         for i, item in holdout_items.items()
-        if i in labels and sha_from_uri(item.image_uri)
+        if i in everything and sha_from_uri(item.image_uri)
     ]
     splits = val_split(project.id, {i: labels[i].label for i in candidates}, freeze.val_fraction)
     rows = [FrozenRow(i, labels[i].label, list(labels[i].boxes), splits[i]) for i in candidates]

@@ -116,9 +116,23 @@ def test_label_source_filter_keeps_only_reviewed_labels(app, db):
         db, app.state.blobs, project, reviewer, 10, start_index=50, seed=9, reviewer=reviewer
     )
     client.post(BASE, json={})
+    holdout = {i for i, s in splits_of(client, 1).items() if s == "holdout"}
     body = client.post(BASE, json={"label_sources": ["review"]}).json()
     rows = client.get(f"{BASE}/{body['version']}").json()["items"]
     assert {r["item_id"] for r in rows if r["split"] != "holdout"} <= {i.id for i in reviewed}
+    assert {
+        r["item_id"] for r in rows if r["split"] == "holdout"
+    } == holdout  # filters never shrink the holdout
+
+
+def test_version_items_page_by_split(app, db):
+    _, client, _, _ = setup_project(app, db, n=20)
+    stats = client.post(BASE, json={}).json()["stats"]
+    page = client.get(f"{BASE}/1", params={"split": "train", "limit": 5}).json()
+    assert len(page["items"]) == 5 and {r["split"] for r in page["items"]} == {"train"}
+    rest = client.get(f"{BASE}/1", params={"split": "train", "offset": 5}).json()["items"]
+    assert len(rest) == stats["splits"]["train"] - 5
+    assert not {r["item_id"] for r in rest} & {r["item_id"] for r in page["items"]}
 
 
 def test_freezing_needs_a_reviewer_and_labeled_items(app, db):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import timedelta
 
@@ -9,6 +10,7 @@ import redis
 
 from app.core.db import utcnow
 from app.jobs import service
+from app.jobs.cli import watch
 from app.jobs.models import CANCELLED, FAILED, QUEUED, RUNNING, Job, JobMetric
 from tests.utils.factories import make_project
 from tests.workers.training_support import client_as, seed_labeled_items
@@ -224,3 +226,13 @@ def test_events_stream_progress_metrics_and_the_end_of_a_finished_job(app, db):
     detail = admin.get(f"/api/v1/jobs/{job.id}").json()
     assert detail["metrics"] == {"train_loss": [[2, 0.5], [4, 0.25]]}
     assert detail["latest_metrics"] == {"train_loss": 0.25}
+
+
+def test_jobs_watch_prints_a_progress_bar_and_the_outcome(app, db, sessions):
+    project, _ = project_with_dataset(app, db)
+    job = make_job(db, project, status="succeeded", progress_step=4, progress_total=4)
+    db.add(JobMetric(job_id=job.id, step=4, name="val_mcc", value=0.75))
+    db.commit()
+    out = io.StringIO()
+    assert watch(job.id, interval_s=0.01, out=out, sessions=sessions) == "succeeded"
+    assert f"[{'#' * 30}] 4/4 100%" in out.getvalue() and "val_mcc=0.75 succeeded" in out.getvalue()
