@@ -237,7 +237,7 @@ def _end(
         session.commit()
 
 
-def _retry_or_fail(
+def retry_or_fail(
     sessions: sessionmaker[Session], job_id: int, worker_id: str, exc: BaseException, settings: Settings
 ) -> str:
     error = "".join(traceback.format_exception(exc))
@@ -300,7 +300,7 @@ def execute_job(
                 reporter.flush(force=True)
             except Exception:  # noqa: BLE001 - the DB may be the thing that failed
                 pass
-            return _retry_or_fail(sessions, job_id, worker_id, exc, settings)
+            return retry_or_fail(sessions, job_id, worker_id, exc, settings)
 
 
 @celery_app.task(name="hardcase.run_job", bind=True, acks_late=True, reject_on_worker_lost=True)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import select
 
 from app.jobs.models import Job, JobMetric
@@ -13,7 +14,7 @@ from app.registry.models import ModelVersion
 from ml.tiny import build_tiny_vit_classifier
 from tests.utils.factories import make_project
 from tests.workers.training_support import client_as, seed_labeled_items
-from workers.training import DbReporter, JobLost, execute_job
+from workers.training import DbReporter, JobLost, execute_job, retry_or_fail
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -119,3 +120,27 @@ def test_the_reporter_throttles_writes_and_stops_when_the_job_changed_hands(
     db.commit()
     reporter._last_cancel_poll = 0.0
     assert reporter.cancelled()
+
+
+def test_a_transient_error_requeues_the_job_and_a_real_bug_fails_it(
+    app, db, tiny_vit, sessions, settings, redis_url
+):
+    job_id = create_job(app, db, tiny_vit)
+    broker = redis.Redis.from_url(redis_url)
+    broker.delete("gpu")
+    job = db.get(Job, job_id)
+    job.status, job.worker_id, job.attempts = "running", "me", 1
+    db.commit()
+    assert retry_or_fail(sessions, job_id, "me", ConnectionError("broker blip"), settings) == "retrying"
+    db.rollback()
+    db.expire_all()
+    job = db.get(Job, job_id)
+    assert (job.status, job.worker_id) == ("queued", None) and "ConnectionError: broker blip" in job.error
+    assert broker.llen("gpu") == 1  # re-sent with a back-off countdown
+    job.status, job.worker_id, job.attempts = "running", "me", 2
+    db.commit()
+    assert retry_or_fail(sessions, job_id, "me", ValueError("config: nonsense"), settings) == "failed"
+    db.rollback()
+    db.expire_all()
+    assert db.get(Job, job_id).status == "failed"
+    broker.delete("gpu")
