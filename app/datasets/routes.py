@@ -19,6 +19,7 @@ from app.datasets.schemas import (
 )
 from app.deps import AdminUser, BlobsDep, ProjectDep, ReviewerUser, SessionDep, SettingsDep
 from app.jobs.access import Viewer
+from app.jobs.service import as_utc
 from app.projects.models import Project
 
 router = APIRouter(prefix="/api/v1/projects/{project}", tags=["datasets"])
@@ -29,7 +30,8 @@ def version_read(project: Project, version: DatasetVersion) -> DatasetVersionRea
 
 
 def _columns(version: DatasetVersion) -> dict:
-    return {c.key: getattr(version, c.key) for c in DatasetVersion.__table__.columns}
+    columns = {c.key: getattr(version, c.key) for c in DatasetVersion.__table__.columns}
+    return {**columns, "created_at": as_utc(version.created_at)}
 
 
 @router.post("/datasets", response_model=DatasetVersionRead, status_code=201)

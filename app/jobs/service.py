@@ -20,6 +20,7 @@ from app.datasets.models import DatasetVersion
 from app.jobs.models import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, Job, JobMetric
 from app.jobs.schemas import JobCreate, JobDetail, JobProgress, JobRead
 from app.projects.models import Project
+from app.registry.models import ModelVersion
 from ml.training.kinds import JOB_KINDS, build_config, config_fields
 
 STALE_FACTOR = 3  # heartbeats missed before a running job counts as abandoned
@@ -191,8 +192,6 @@ def progress_of(job: Job, now: datetime | None = None) -> JobProgress:
 
 
 def job_reads(*, db_session: Session, jobs: list[Job]) -> list[JobRead]:
-    from app.registry.models import ModelVersion
-
     ids = [j.id for j in jobs]
     projects = dict(
         db_session.execute(

@@ -24,11 +24,11 @@ def tiny_vit(tmp_path_factory) -> Path:
     return build_tiny_vit_classifier(tmp_path_factory.mktemp("models") / "tiny-vit")
 
 
-def tiny_config(steps: int = 6, checkpoint_every: int = 3) -> dict:
+def tiny_config(steps: int = 6, checkpoint_every: int = 3, eval_every: int = 3) -> dict:
     return {
         "max_steps": steps,
         "batch_size": 8,
-        "eval_every": 3,
+        "eval_every": eval_every,
         "checkpoint_every": checkpoint_every,
         "image_size": 32,
         "ema_decay": 0.0,

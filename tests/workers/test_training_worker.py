@@ -56,7 +56,7 @@ def test_a_worker_process_trains_a_job_into_a_model_version(app, db, tiny_vit, s
 
 
 def test_cancelling_a_running_job_stops_it_within_seconds(app, db, tiny_vit, sessions, worker_settings):  # noqa: F811
-    job_id = create_job(app, db, tiny_vit, steps=20000, checkpoint_every=10000)
+    job_id = create_job(app, db, tiny_vit, steps=20000, checkpoint_every=10000, eval_every=10000)
     from tests.workers.training_support import client_as
 
     admin, _ = client_as(app, db, "admin", "canceller")
@@ -80,7 +80,7 @@ def test_a_job_whose_worker_was_sigkilled_resumes_from_its_checkpoint_on_a_new_w
     sessions,
     worker_settings,
 ):
-    job_id = create_job(app, db, tiny_vit, steps=300, checkpoint_every=5)
+    job_id = create_job(app, db, tiny_vit, steps=300, checkpoint_every=5, eval_every=100)
     with celery_worker(worker_settings, queues="cpu,gpu") as first:
         wait_until(
             lambda: job_row(sessions, job_id).progress_step >= 12, timeout_s=90, message="past a checkpoint"
