@@ -27,6 +27,7 @@ from app.projects.models import Project
 from ml.dataset import DatasetInfo, DatasetRecord, DatasetVersionDir, StoredPrediction, write_dataset_dir
 
 SLICE_KEYS = ("is_night", "camera_id")
+FORMAT_ALIASES = {"dpo": "dpo_pairs", "hf": "jsonl"}
 CHUNK = 2000
 
 
@@ -386,6 +387,7 @@ def export_archive(
     """A zip of the version in `fmt` (cached: a version's export never changes)."""
     from ml.exports import EXPORT_FORMATS, export_dataset
 
+    fmt = FORMAT_ALIASES.get(fmt, fmt)
     if fmt not in EXPORT_FORMATS:
         raise ApiError(422, "format", f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
     archive = (

@@ -159,6 +159,8 @@ def test_export_returns_a_zip_with_the_format_files(app, db):
     folder = zipfile.ZipFile(io.BytesIO(client.get(f"{BASE}/1/export?format=imagefolder").content)).namelist()
     assert any("/train/positive/" in n for n in folder) and any("/train/negative/" in n for n in folder)
     assert sum("/test/" in n for n in folder) == client.get(f"{BASE}/1").json()["stats"]["splits"]["holdout"]
+    dpo = client.get(f"{BASE}/1/export?format=dpo")
+    assert dpo.status_code == 200 and zipfile.ZipFile(io.BytesIO(dpo.content)).namelist()
     unknown = client.get(f"{BASE}/1/export?format=csv")
     assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "format"
 
