@@ -12,9 +12,31 @@ from ml.dataset import DatasetInfo, DatasetRecord, DatasetVersionDir, Split
 SPLIT_DIRS: dict[Split, str] = {"train": "train", "val": "val", "holdout": "test"}
 
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+FORMAT_SUFFIXES = {
+    "JPEG": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "BMP": ".bmp",
+    "GIF": ".gif",
+    "TIFF": ".tif",
+}
+
+
 def export_file_name(dataset: DatasetVersionDir, record: DatasetRecord) -> str:
     """`<item_id><suffix>`: unique within a version whatever the original names were."""
-    return f"{record.item_id}{dataset.image_path(record).suffix.lower()}"
+    return f"{record.item_id}{image_suffix(dataset.image_path(record))}"
+
+
+def image_suffix(path: Path) -> str:
+    """The file's image suffix; content-addressed blobs have none, so it comes from the image header
+    (ultralytics and imagefolder readers pick images by suffix)."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return path.suffix.lower()
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return FORMAT_SUFFIXES.get(image.format or "", ".jpg")
 
 
 def link_image(source: Path, target: Path) -> None:
