@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,15 +19,6 @@ from app.ingest.schemas import IngestSummary, ItemError, ItemIn
 from app.projects.models import Project
 from app.queue.ranking import rescore_after_ingest
 from ml.scoring.diversity import perceptual_hash
-
-# Called with (db_session, project, item_ids) after predictions land, so ranking stays current.
-ItemsChangedHook = Callable[[Session, Project, list[int]], None]
-_items_changed_hooks: list[ItemsChangedHook] = []
-
-
-def on_items_changed(hook: ItemsChangedHook) -> ItemsChangedHook:
-    _items_changed_hooks.append(hook)
-    return hook
 
 
 @dataclass
@@ -213,12 +204,10 @@ def ingest_batch(
     item_ids, items_created = upsert_items(db_session, project.id, valid)
     new_prediction_items = insert_predictions(db_session, project.id, valid, item_ids)
     changed = sorted(set(new_prediction_items))
-    # Called directly, not as a hook, so every ingest path (API, CLI, demo, workers) keeps the queue ranked.
+    # Every ingest path (API, CLI demo, workers) goes through here, so the queue stays ranked.
     rescore_after_ingest(
         db_session=db_session, project=project, changed_item_ids=changed, batch_item_ids=item_ids.values()
     )
-    for hook in _items_changed_hooks:
-        hook(db_session, project, changed)
     db_session.commit()
     return IngestSummary(
         received=len(raw_items),
