@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.errors import ApiError
+from app.labels.service import refresh_item_status
 from app.projects import service as project_service
 from app.projects.models import Project
 from app.projects.schemas import ProjectUpdate
@@ -57,8 +58,6 @@ def _validated_strategy(project: Project, project_in: ProjectUpdate) -> None:
 
 def restatus_for_overlap(*, db_session: Session, project: Project) -> int:
     """After an overlap change, labeled items may now be complete (done or a tie) or need more labels."""
-    from app.labels.service import refresh_item_status
-
     rows = db_session.scalars(
         select(Hardness).where(
             Hardness.project_id == project.id,

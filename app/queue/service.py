@@ -21,7 +21,7 @@ from app.ingest.models import Item, Prediction
 from app.labels.models import Annotation
 from app.projects.models import Project
 from app.queue.models import Hardness, QueueCursor, QueueSkip
-from app.queue.ranking import strategy_of
+from app.queue.ranking import prediction_value, ranking_threshold, strategy_of
 from ml.scoring import ItemSignature, hardness_for_item, is_near_duplicate, positive_quota_due
 
 
@@ -75,6 +75,9 @@ def expire_leases(*, db_session: Session, project_id: int, now: datetime | None 
 
 
 def _cursor(db_session: Session, user_id: int, project_id: int) -> QueueCursor:
+    found = db_session.get(QueueCursor, {"user_id": user_id, "project_id": project_id})
+    if found is not None:
+        return found
     dialect = postgresql if is_postgres(db_session) else sqlite
     db_session.execute(
         dialect.insert(QueueCursor)
@@ -255,8 +258,6 @@ def _latest_by_model(predictions: list[Prediction]) -> list[Prediction]:
 def _reasons(project: Project, hardness: Hardness, predictions: list[Prediction]) -> list[str]:
     if hardness.reasons is not None:
         return list(hardness.reasons)
-    from app.queue.ranking import prediction_value, ranking_threshold
-
     scores = {p.model: prediction_value(project, p.score, p.probs) for p in predictions}
     if not scores:
         return ["no model scored it"]

@@ -17,7 +17,7 @@ from tests.api.test_queue_helpers import (  # noqa: F401
     seed_project,
     spread_scores,
 )
-from tests.utils.factories import b64, item, make_project, png_bytes
+from tests.utils.factories import b64, item, make_key, make_project, png_bytes
 
 NEXT = "/api/v1/projects/roadwork/queue/next"
 
@@ -65,8 +65,6 @@ def test_a_new_models_prediction_rescores_that_item_only(client, db):
 
 def test_items_without_predictions_join_the_pool_with_zero_priority(client, db):
     project = make_project(db)
-    from tests.utils.factories import make_key
-
     key = make_key(db)
     bare = {"external_id": "bare", "image": {"url": "https://x/y.jpg"}}
     client.post("/api/v1/projects/roadwork/predictions", json={"items": [bare]}, headers={"X-API-Key": key})
@@ -141,8 +139,6 @@ def test_an_item_skipped_by_three_people_goes_to_review(app, client, db):
 
 def test_near_duplicates_are_not_served_back_to_back(app, client, db):
     project = make_project(db)
-    from tests.utils.factories import make_key
-
     key = make_key(db)
     t0 = "2026-11-01T08:00:00+00:00"
     batch = [
@@ -195,8 +191,6 @@ def test_progress_counts_the_pool_and_the_users_work(app, client, db):
 
 def test_the_image_streams_for_members_and_read_keys_but_urls_are_404(app, client, db):
     project = make_project(db)
-    from tests.utils.factories import make_key
-
     key = make_key(db)
     stored = item("stored", image={"base64": b64(png_bytes())})
     client.post(
