@@ -121,9 +121,19 @@ def cmd_users_create(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ml.simulate.cli import main as simulate_main
+    return run_simulate(list(args.rest))
 
-    return simulate_main(args.rest)
+
+def run_simulate(rest: list[str]) -> int:
+    """Runs land in data_dir/simulate/<dataset>-<time> by default, where the dashboard's /simulate reads them."""
+    import time
+
+    from ml.simulate.cli import main as simulate_main
+    from ml.simulate.config import SimulationConfig
+
+    dataset = rest[rest.index("--dataset") + 1] if "--dataset" in rest[:-1] else SimulationConfig().dataset
+    out = get_settings().data_dir / "simulate" / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return simulate_main(rest, defaults=SimulationConfig(out=out))
 
 
 def _add(
@@ -178,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:  # its options belong to the simulator's own parser
+        return run_simulate(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -27,7 +27,7 @@ def post(client, key: str, body, **kwargs):
 
 
 def counts(db) -> tuple[int, int]:
-    db.expire_all()
+    db.rollback()  # end the read snapshot: see what the app committed since
     return db.scalar(select(func.count()).select_from(Item)), db.scalar(
         select(func.count()).select_from(Prediction)
     )

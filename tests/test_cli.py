@@ -1,0 +1,53 @@
+"""The `hardcase` command manages projects, keys and users against the configured database."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from app.auth.keys import find_active_key
+from app.auth.models import User
+from app.cli import main
+from app.core.config import get_settings
+from app.projects.models import Project
+
+
+@pytest.fixture
+def cli_env(settings, monkeypatch):
+    monkeypatch.setenv("HARDCASE_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("HARDCASE_DATA_DIR", str(settings.data_dir))
+    get_settings.cache_clear()
+    yield settings
+    get_settings.cache_clear()
+
+
+def test_projects_keys_and_users_are_created_from_the_command_line(cli_env, db, capsys):
+    assert main(["projects", "create", "roadwork", "--threshold", "0.45", "--overlap", "2"]) == 0
+    assert main(["keys", "create", "cascade", "--project", "roadwork", "--scopes", "ingest"]) == 0
+    secret = json.loads(capsys.readouterr().out.splitlines()[-1])["key"]
+    assert main(["users", "create", "ann", "--role", "reviewer", "--password", "s3cret!"]) == 0
+    project = db.scalar(select(Project))
+    key = find_active_key(db_session=db, secret=secret)
+    assert (project.threshold, project.overlap) == (0.45, 2)
+    assert key.scopes == ["ingest"] and key.project_id == project.id
+    assert db.scalar(select(User.role).where(User.username == "ann")) == "reviewer"
+    assert main(["keys", "revoke", str(key.id)]) == 0
+    db.rollback()  # end the read snapshot: see what the app committed since
+    assert find_active_key(db_session=db, secret=secret) is None
+
+
+def test_bad_cli_input_exits_with_a_message_naming_the_problem(cli_env):
+    with pytest.raises(SystemExit, match="unknown project"):
+        main(["keys", "create", "k", "--project", "nope"])
+    with pytest.raises(SystemExit, match="threshold"):
+        main(["projects", "create", "p", "--threshold", "1.5"])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_simulate_options_go_to_the_simulator_parser(cli_env, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["simulate", "--dataset", "mnist", "--help"])
+    assert done.value.code == 0
+    assert "--max-labels" in capsys.readouterr().out
