@@ -105,13 +105,18 @@ async def get_current_user(request: Request, session: SessionDep, settings: Sett
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
+def ensure_role(user: User, role: str) -> User:
+    """The user must hold `role` or a higher one (annotator < reviewer < admin)."""
+    if ROLE_RANK[user.role] < ROLE_RANK[role]:
+        raise ApiError(403, "role", f"this needs the {role} role")
+    return user
+
+
 def require_role(role: str):
-    """A dependency: the logged-in user must hold `role` or a higher one (annotator < reviewer < admin)."""
+    """A dependency: the logged-in user must hold `role` or a higher one."""
 
     def dependency(user: CurrentUser) -> User:
-        if ROLE_RANK[user.role] < ROLE_RANK[role]:
-            raise ApiError(403, "role", f"this needs the {role} role")
-        return user
+        return ensure_role(user, role)
 
     return dependency
 

@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 
 from app.auth.models import User
 from app.core.errors import ApiError
-from app.deps import ROLE_RANK, SessionDep, SettingsDep, get_current_user
+from app.deps import SessionDep, SettingsDep, ensure_role, get_current_user
 
 
 def login_location(request: Request) -> str:
@@ -37,9 +37,7 @@ def require_page_role(role: str):
     """A page dependency: the logged-in user must hold `role` or a higher one."""
 
     def dependency(user: PageUser) -> User:
-        if ROLE_RANK[user.role] < ROLE_RANK[role]:
-            raise ApiError(403, "role", f"this page needs the {role} role")
-        return user
+        return ensure_role(user, role)
 
     return dependency
 
