@@ -41,6 +41,8 @@ def test_the_production_shape_has_postgres_redis_api_and_both_worker_kinds():
 
 
 def test_dockerfile_copies_existing_packages():
-    copies = [line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY")]
+    copies = [
+        line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY")
+    ]
     for path in copies:
         assert (ROOT / path).exists(), path

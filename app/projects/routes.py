@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.deps import ProjectDep, ReadKey, SessionDep
+from app.core.errors import ApiError
+from app.deps import AdminUser, ProjectDep, ReadKey, SessionDep
 from app.projects import service
-from app.projects.schemas import ProjectRead
+from app.projects.schemas import ProjectCreate, ProjectRead
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
 
@@ -18,4 +19,13 @@ def list_projects(session: SessionDep, _key: ReadKey) -> list[ProjectRead]:
 
 @router.get("/{project}", response_model=ProjectRead)
 def read_project(project: ProjectDep, _key: ReadKey) -> ProjectRead:
+    return ProjectRead.model_validate(project)
+
+
+@router.post("", response_model=ProjectRead, status_code=201)
+def create_project(project_in: ProjectCreate, session: SessionDep, _admin: AdminUser) -> ProjectRead:
+    if service.get_by_name(db_session=session, name=project_in.name) is not None:
+        raise ApiError(409, "name", f"project {project_in.name!r} exists")
+    project = service.create(db_session=session, project_in=project_in)
+    session.commit()
     return ProjectRead.model_validate(project)

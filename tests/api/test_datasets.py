@@ -9,7 +9,7 @@ from app.core.blobs import BlobStore
 from app.datasets.splits import content_hash, val_split
 from app.labels.models import Annotation
 from tests.utils.factories import make_project
-from tests.workers.training_support import client_as, seed_labeled_items
+from tests.utils.labeled_data import client_as, seed_labeled_items
 
 BASE = "/api/v1/projects/roadwork/datasets"
 

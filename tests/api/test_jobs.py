@@ -13,7 +13,7 @@ from app.jobs import service
 from app.jobs.cli import watch
 from app.jobs.models import CANCELLED, FAILED, QUEUED, RUNNING, Job, JobMetric
 from tests.utils.factories import make_project
-from tests.workers.training_support import client_as, seed_labeled_items
+from tests.utils.labeled_data import client_as, seed_labeled_items
 
 JOBS = "/api/v1/projects/roadwork/jobs"
 

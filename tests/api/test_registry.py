@@ -14,7 +14,7 @@ from app.registry import service
 from app.registry.models import HoldoutScore
 from ml.evaluation import binary_metrics
 from tests.utils.factories import make_key, make_project
-from tests.workers.training_support import client_as, seed_labeled_items
+from tests.utils.labeled_data import client_as, seed_labeled_items
 
 MODELS = "/api/v1/projects/roadwork/models"
 

@@ -13,7 +13,7 @@ from app.jobs.models import Job, JobMetric
 from app.registry.models import ModelVersion
 from ml.tiny import build_tiny_vit_classifier
 from tests.utils.factories import make_project
-from tests.workers.training_support import client_as, seed_labeled_items
+from tests.utils.labeled_data import client_as, seed_labeled_items
 from workers.training import DbReporter, JobLost, execute_job, retry_or_fail
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -57,7 +57,7 @@ def test_a_worker_process_trains_a_job_into_a_model_version(app, db, tiny_vit, s
 
 def test_cancelling_a_running_job_stops_it_within_seconds(app, db, tiny_vit, sessions, worker_settings):  # noqa: F811
     job_id = create_job(app, db, tiny_vit, steps=20000, checkpoint_every=10000, eval_every=10000)
-    from tests.workers.training_support import client_as
+    from tests.utils.labeled_data import client_as
 
     admin, _ = client_as(app, db, "admin", "canceller")
     with celery_worker(worker_settings, queues="cpu,gpu") as proc:

@@ -15,9 +15,9 @@ from app.registry.models import ModelVersion
 from ml.sample_data import roadwork_pool
 from ml.training.vlm.tiny import build_tiny_qwen2_vl
 from tests.utils.factories import make_project
+from tests.utils.labeled_data import client_as, seed_labeled_items
 from tests.utils.worker import celery_worker, wait_until
 from tests.workers.test_training_worker import finished, worker_settings  # noqa: F401 - fixture
-from tests.workers.training_support import client_as, seed_labeled_items
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)]
 

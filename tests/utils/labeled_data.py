@@ -1,4 +1,4 @@
-"""Helpers for the dataset, job and registry tests: real roadwork photos as labeled items, logged-in clients."""
+"""Test data and sessions for the dataset, job and registry tests: real roadwork photos as labeled items, logged-in clients."""
 
 from __future__ import annotations
 
