@@ -14,10 +14,12 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from app.auth import passwords
 from app.core.config import Settings
 from app.core.db import make_engine, make_sessionmaker
 from app.core.migrate import upgrade
@@ -158,3 +160,9 @@ def db(sessions) -> Iterator[Session]:
     session = sessions()
     yield session
     session.close()
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(monkeypatch):
+    """argon2's production cost is deliberate; tests only need correct hashes, not slow ones."""
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))

@@ -8,8 +8,7 @@ from sqlalchemy import select
 from app.labels.models import Annotation
 from app.labels.service import consensus_for_items
 from app.queue.models import Hardness
-from tests.api.test_queue_helpers import (  # noqa: F401
-    fast_password_hashing,
+from tests.utils.accounts import (
     item_ids,
     logged_in,
     make_user,

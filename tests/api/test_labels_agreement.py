@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from app.labels.agreement import cohen_kappa, fleiss_kappa
-from tests.api.test_queue_helpers import (  # noqa: F401
-    fast_password_hashing,
+from tests.utils.accounts import (
     logged_in,
     make_user,
     seed_project,

@@ -9,8 +9,7 @@ from sqlalchemy import select, update
 
 from app.core.db import utcnow
 from app.queue.models import Hardness
-from tests.api.test_queue_helpers import (  # noqa: F401
-    fast_password_hashing,
+from tests.utils.accounts import (
     item_ids,
     logged_in,
     make_user,

@@ -7,8 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from app.auth.models import User
 from app.projects.models import Project
 from app.queue.service import lease_next_item
-from tests.api.test_queue_helpers import (  # noqa: F401
-    fast_password_hashing,
+from tests.utils.accounts import (
     make_user,
     seed_project,
     spread_scores,

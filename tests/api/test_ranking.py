@@ -9,8 +9,7 @@ from app.projects.models import Project
 from app.queue.models import Hardness
 from app.queue.ranking import MEASURE_COLUMNS, rerank_project
 from app.queue.service import item_payload
-from tests.api.test_queue_helpers import (  # noqa: F401
-    fast_password_hashing,
+from tests.utils.accounts import (
     logged_in,
     make_user,
     seed_project,

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from app.labels.service import consensus_for_items
-from tests.api.test_queue_helpers import (  # noqa: F401
-    fast_password_hashing,
+from tests.utils.accounts import (
     item_ids,
     logged_in,
     make_user,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from app.users.service import LoginThrottle
-from tests.api.test_queue_helpers import PASSWORD, fast_password_hashing, logged_in, make_user  # noqa: F401
+from tests.utils.accounts import PASSWORD, logged_in, make_user
 from tests.utils.factories import make_project
 
 

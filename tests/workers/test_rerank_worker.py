@@ -5,8 +5,7 @@ from __future__ import annotations
 import redis
 
 from app.queue.models import Hardness
-from tests.api.test_queue_helpers import (  # noqa: F401
-    fast_password_hashing,
+from tests.utils.accounts import (
     item_ids,
     logged_in,
     make_user,

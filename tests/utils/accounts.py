@@ -1,13 +1,10 @@
-"""Helpers shared by the queue, labels, review and users tests: accounts, logged-in clients, seeded items."""
+"""Accounts, logged-in clients and seeded items for the queue, labels, review and users tests."""
 
 from __future__ import annotations
 
-import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from app.auth import passwords
 from app.auth.models import User
 from app.auth.users import create_user
 from app.ingest.models import Item
@@ -62,9 +59,3 @@ def spread_scores(n: int) -> dict[str, dict[str, float]]:
         f"item-{i}": {"det": 0.5 + 0.45 * i / max(n - 1, 1), "clf": 0.5 + 0.45 * i / max(n - 1, 1)}
         for i in range(n)
     }
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch):
-    """argon2's production cost is deliberate; tests only need correct hashes, not slow ones."""
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
