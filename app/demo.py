@@ -18,6 +18,7 @@ from app.ingest.models import Item
 from app.ingest.service import ingest_batch
 from app.projects.schemas import ProjectCreate
 from app.projects.service import get_or_create
+from app.users.service import add_member
 from ml.sample_data import has_sample_data, roadwork_pool, synthetic_roadwork_images
 
 DEMO_PROJECT = "roadwork"
@@ -111,13 +112,15 @@ def seed_demo(settings: Settings, limit: int = 0) -> None:
             ),
         )
         for username, role in (("admin", "admin"), ("reviewer", "reviewer"), ("annotator", "annotator")):
-            if get_by_username(db_session=session, username=username) is None:
-                create_user(
+            user = get_by_username(db_session=session, username=username)
+            if user is None:
+                user = create_user(
                     db_session=session,
                     username=username,
                     password=os.environ.get("HARDCASE_DEMO_PASSWORD", DEMO_USERS[username]),
                     role=role,
                 )
+            add_member(db_session=session, project_id=project.id, user_id=user.id)
         existing = session.scalar(select(func.count()).select_from(Item).where(Item.project_id == project.id))
         key_secret = None
         if not existing:
