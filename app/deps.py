@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.auth import keys as key_service
 from app.auth.models import ApiKey, User
-from app.auth.sessions import csrf_ok, read_session
+from app.auth.sessions import SessionData, csrf_ok, read_session
 from app.core.blobs import BlobStore
 from app.core.config import Settings
 from app.core.db import utcnow
@@ -48,6 +48,10 @@ def get_project(session: SessionDep, project: Annotated[str, Path(description="p
 
 
 ProjectDep = Annotated[Project, Depends(get_project)]
+
+
+def carries_api_key(request: Request) -> bool:
+    return _secret_from(request) is not None
 
 
 def _secret_from(request: Request) -> str | None:
@@ -91,15 +95,33 @@ ReadKey = Annotated[ApiKey, Depends(require_api_key("read"))]
 ROLE_RANK = {"annotator": 0, "reviewer": 1, "admin": 2}
 
 
-async def get_current_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
+async def read_checked_session(request: Request, settings: SettingsDep) -> SessionData | None:
+    """The browser session (None without one), CSRF-checked on unsafe methods.
+
+    No database access here: checking a form's CSRF field awaits the body, and on SQLite a transaction held
+    across that await would block every other writer. The user is loaded afterwards, in a sync dependency.
+    """
     data = read_session(request, settings.secret_key)
-    user = session.get(User, data.user_id) if data else None
-    if data is None or user is None or not user.is_active:
-        raise ApiError(401, "session", "log in first")
+    if data is None:
+        return None
     if not await csrf_ok(request, data):
         raise ApiError(403, "csrf_token", "missing or wrong CSRF token")
     request.state.csrf = data.csrf
+    return data
+
+
+BrowserSession = Annotated[SessionData | None, Depends(read_checked_session)]
+
+
+def user_of_session(data: SessionData | None, session: Session) -> User:
+    user = session.get(User, data.user_id) if data else None
+    if user is None or not user.is_active:
+        raise ApiError(401, "session", "log in first")
     return user
+
+
+def get_current_user(browser: BrowserSession, session: SessionDep) -> User:
+    return user_of_session(browser, session)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

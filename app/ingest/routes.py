@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
@@ -52,6 +53,20 @@ def _items_of(payload: Any, limit: int) -> list[Any]:
     return items
 
 
+@dataclass
+class UploadedBatch:
+    raw_items: list[Any]
+    files: dict[str, bytes]
+
+
+async def read_uploaded_batch(request: Request, settings: SettingsDep) -> UploadedBatch:
+    payload, files = await _read_batch(request, settings.max_image_bytes)
+    return UploadedBatch(raw_items=_items_of(payload, settings.max_batch_items), files=files)
+
+
+UploadedBatchDep = Annotated[UploadedBatch, Depends(read_uploaded_batch)]
+
+
 @router.post(
     "/predictions",
     response_model=IngestSummary,
@@ -61,19 +76,26 @@ def _items_of(payload: Any, limit: int) -> list[Any]:
         422: {"description": "every item was rejected, or the body is not a batch"},
     },
 )
-async def ingest_predictions(
-    request: Request,
+def ingest_predictions(
+    _key: IngestKey,
+    batch: UploadedBatchDep,
     project: ProjectDep,
     session: SessionDep,
     blobs: BlobsDep,
     settings: SettingsDep,
-    _key: IngestKey,
 ) -> Any:
-    """Idempotent batch upload of items and their model predictions (JSON or multipart)."""
-    payload, files = await _read_batch(request, settings.max_image_bytes)
-    raw_items = _items_of(payload, settings.max_batch_items)
+    """Idempotent batch upload of items and their model predictions (JSON or multipart).
+
+    Parameter order matters: the key check commits, the body is read while no transaction is open, and the
+    handler is sync, so it runs in the threadpool and never holds SQLite's write lock across an await.
+    """
     summary = service.ingest_batch(
-        db_session=session, project=project, raw_items=raw_items, files=files, blobs=blobs, settings=settings
+        db_session=session,
+        project=project,
+        raw_items=batch.raw_items,
+        files=batch.files,
+        blobs=blobs,
+        settings=settings,
     )
     status = 201 if not summary.errors else (207 if summary.accepted else 422)
     body = summary.model_dump(mode="json")

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import BigInteger, Table, any_, bindparam, case, func, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.core.db import is_postgres, utcnow
 from app.ingest.models import Item, Prediction
 from app.projects.models import Project
+from app.queue.bulk_upsert import upsert_hardness
 from app.queue.models import Hardness
 from ml.scoring import HardnessArrays, StrategyConfig, box_disagreement, rank_matrix
 
 log = logging.getLogger("hardcase.queue")
 
+# SQLite's bound-parameter limit is far above this; chunks keep one statement's list modest.
+SQLITE_IN_CHUNK = 5_000
 # rank_matrix needs 0 < t < 1; a project may store the extremes.
 THRESHOLD_EPSILON = 1e-6
 MEASURE_COLUMNS = (
@@ -113,64 +116,118 @@ def _python_value(value: Any) -> Any:
     return None if not np.isfinite(value) else float(value)
 
 
-def hardness_rows(project: Project, arrays: HardnessArrays, item_ids: Sequence[int]) -> list[dict[str, Any]]:
-    """Row dicts with the reasons a human reads (the incremental path: a batch at a time)."""
-    columns = measure_columns(project, arrays)
-    now = utcnow()
-    return [
-        {
-            "item_id": int(item_id),
-            "project_id": project.id,
-            **{name: _python_value(values[i]) for name, values in columns.items()},
-            "reasons": arrays.reasons_for(i),
-            "updated_at": now,
-        }
-        for i, item_id in enumerate(item_ids)
-    ]
-
-
 # --- incremental: the items an ingestion batch touched ------------------------------------------------------
 
 
-def _latest_predictions(db_session: Session, item_ids: list[int]) -> dict[int, dict[str, Prediction]]:
-    """Per item, per model, the latest prediction (a newer model version replaces the older one)."""
-    latest: dict[int, dict[str, Prediction]] = {i: {} for i in item_ids}
-    rows = db_session.scalars(
-        select(Prediction).where(Prediction.item_id.in_(item_ids)).order_by(Prediction.id)
-    )
-    for pred in rows:
-        latest[pred.item_id][pred.model] = pred
-    return latest
+@dataclass(frozen=True)
+class PredictionRows:
+    """The predictions of some items as columns, in insertion order (the last one per item and model wins)."""
+
+    item_ids: list[int]
+    models: list[str]
+    scores: list[float | None]
+    probs: list[list | None]  # only where needed: multiclass, or a binary prediction without a score
+    boxes: list[list | None]  # detection projects only
 
 
-def _box_score(project: Project, by_model: dict[str, Prediction]) -> float:
-    if project.kind != "detection" or len(by_model) < 2:
-        return 0.0
-    return box_disagreement({m: p.boxes for m, p in by_model.items()}).score
+def _prediction_columns(project: Project) -> list[Any]:
+    if project.kind == "multiclass":
+        probs = Prediction.probs
+    else:
+        probs = case((Prediction.score.is_(None), Prediction.probs))
+    boxes = Prediction.boxes if project.kind == "detection" else null()
+    return [Prediction.item_id, Prediction.model, Prediction.score, probs, boxes]
+
+
+def _fetch_predictions(db_session: Session, project: Project, item_ids: list[int]) -> PredictionRows:
+    """One query (per chunk on SQLite) returning plain tuples of just the columns the ranking reads."""
+    columns = _prediction_columns(project)
+    if is_postgres(db_session):
+        ids = bindparam("ids", item_ids, type_=postgresql.ARRAY(BigInteger))
+        rows = db_session.execute(
+            select(*columns).where(Prediction.item_id == any_(ids)).order_by(Prediction.id)
+        )
+        rows = rows.all()
+    else:
+        rows = []
+        for start in range(0, len(item_ids), SQLITE_IN_CHUNK):
+            chunk = item_ids[start : start + SQLITE_IN_CHUNK]
+            found = db_session.execute(select(*columns, Prediction.id).where(Prediction.item_id.in_(chunk)))
+            rows.extend(found.all())
+        rows.sort(key=lambda row: row[-1])
+    if not rows:
+        return PredictionRows([], [], [], [], [])
+    item_column, model_column, scores, probs, boxes = list(zip(*rows, strict=False))[:5]
+    return PredictionRows(list(item_column), list(model_column), list(scores), list(probs), list(boxes))
+
+
+def _values(project: Project, rows: PredictionRows) -> np.ndarray:
+    """Each prediction's contribution to the matrix: (rows,) P(positive) or (rows, classes), NaN if none."""
+    if project.kind == "multiclass":
+        out = np.full((len(rows.models), len(project.classes)), np.nan)
+        for i, probs in enumerate(rows.probs):
+            value = prediction_value(project, None, probs)
+            if value is not None:
+                out[i] = value
+        return out
+    out = np.array(rows.scores, dtype=np.float64)  # None becomes NaN
+    for i in np.flatnonzero(np.isnan(out)).tolist():
+        value = prediction_value(project, rows.scores[i], rows.probs[i])
+        out[i] = np.nan if value is None else value
+    return out
+
+
+def latest_matrix(
+    project: Project, item_ids: np.ndarray, rows: PredictionRows
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(score matrix, model names, box disagreement per item) from the latest prediction per item and model."""
+    models = sorted(set(rows.models))
+    n_items, n_models = len(item_ids), len(models)
+    shape = (n_items, n_models, len(project.classes)) if project.kind == "multiclass" else (n_items, n_models)
+    matrix = np.full(shape, np.nan)
+    boxes = np.zeros(n_items)
+    if not n_models:
+        return matrix, models, boxes
+    column = {m: j for j, m in enumerate(models)}
+    positions = np.searchsorted(item_ids, np.array(rows.item_ids, dtype=np.int64))
+    columns = np.array([column[m] for m in rows.models], dtype=np.int64)
+    last = _last_per_item(positions * n_models + columns)
+    matrix[positions[last], columns[last]] = _values(project, rows)[last]
+    if project.kind == "detection":
+        boxes = _box_scores(
+            n_items, positions[last], [rows.models[i] for i in last], [rows.boxes[i] for i in last]
+        )
+    return matrix, models, boxes
+
+
+def _box_scores(
+    n_items: int, positions: np.ndarray, models: list[str], boxes: list[list | None]
+) -> np.ndarray:
+    """Box disagreement of the items where two or more models answered and at least one drew a box."""
+    by_item: dict[int, dict[str, list | None]] = {}
+    for position, model, model_boxes in zip(positions.tolist(), models, boxes, strict=True):
+        by_item.setdefault(position, {})[model] = model_boxes
+    scores = np.zeros(n_items)
+    for position, by_model in by_item.items():
+        if len(by_model) >= 2 and any(by_model.values()):
+            scores[position] = box_disagreement({m: b or [] for m, b in by_model.items()}).score
+    return scores
 
 
 def score_items(*, db_session: Session, project: Project, item_ids: Iterable[int]) -> int:
-    """Recomputes the hardness of exactly these items and upserts their rows; queue state is left alone."""
-    ids = sorted(set(item_ids))
-    if not ids:
+    """Recomputes the hardness of exactly these items and upserts their rows; queue state is left alone.
+
+    Reasons are not stored (a Python call per item costs more than the rest of the ranking): the label page
+    builds them for the item it shows.
+    """
+    ids = np.array(sorted(set(item_ids)), dtype=np.int64)
+    if not len(ids):
         return 0
-    latest = _latest_predictions(db_session, ids)
-    values = [{m: prediction_value(project, p.score, p.probs) for m, p in latest[i].items()} for i in ids]
-    models = sorted({m for row in values for m in row})
-    boxes = np.array([_box_score(project, latest[i]) for i in ids])
-    arrays = rank(project, _matrix(project, values, models), models, np.array(ids), boxes)
-    _upsert(db_session, hardness_rows(project, arrays, ids))
+    rows = _fetch_predictions(db_session, project, ids.tolist())
+    matrix, models, boxes = latest_matrix(project, ids, rows)
+    columns = measure_columns(project, rank(project, matrix, models, ids, boxes))
+    upsert_hardness(db_session, project.id, ids, columns)
     return len(ids)
-
-
-def _upsert(db_session: Session, rows: list[dict[str, Any]]) -> None:
-    dialect = postgresql if is_postgres(db_session) else sqlite
-    stmt = dialect.insert(Hardness)
-    changing = [k for k in rows[0] if k not in ("item_id", "project_id")]
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["item_id"], set_={k: getattr(stmt.excluded, k) for k in changing}
-    )
-    db_session.execute(stmt, rows)
 
 
 def rescore_after_ingest(

@@ -8,7 +8,16 @@ from fastapi import Depends, Request
 
 from app.auth.models import ApiKey, User
 from app.core.errors import ApiError
-from app.deps import CurrentUser, ProjectDep, SessionDep, get_current_user, require_api_key, require_role
+from app.deps import (
+    BrowserSession,
+    CurrentUser,
+    ProjectDep,
+    SessionDep,
+    carries_api_key,
+    require_api_key,
+    require_role,
+    user_of_session,
+)
 from app.users import service
 from app.users.service import LoginThrottle
 
@@ -44,14 +53,13 @@ ProjectReviewer = Annotated[User, Depends(require_project_reviewer)]
 _read_key = require_api_key("read")
 
 
-async def require_project_reader(request: Request, project: ProjectDep, session: SessionDep) -> User | ApiKey:
+def require_project_reader(
+    request: Request, project: ProjectDep, browser: BrowserSession, session: SessionDep
+) -> User | ApiKey:
     """A service key with the `read` scope, or a logged-in member of the project."""
-    if request.headers.get("x-api-key") or request.headers.get("authorization", "").lower().startswith(
-        "bearer "
-    ):
+    if carries_api_key(request):
         return _read_key(request, session)
-    user = await get_current_user(request, session, request.app.state.settings)
-    return require_project_member(project, user, session)
+    return require_project_member(project, user_of_session(browser, session), session)
 
 
 ProjectReader = Annotated[User | ApiKey, Depends(require_project_reader)]

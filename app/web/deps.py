@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 
 from app.auth.models import User
 from app.core.errors import ApiError
-from app.deps import SessionDep, SettingsDep, ensure_role, get_current_user
+from app.deps import BrowserSession, SessionDep, ensure_role, user_of_session
 
 
 def login_location(request: Request) -> str:
@@ -18,9 +18,9 @@ def login_location(request: Request) -> str:
     return "/login" if target == "/" else f"/login?next={quote(target, safe='')}"
 
 
-async def get_page_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
+def get_page_user(request: Request, browser: BrowserSession, session: SessionDep) -> User:
     try:
-        user = await get_current_user(request, session, settings)
+        user = user_of_session(browser, session)
     except ApiError as exc:
         if exc.status_code == 401:
             # A 303 makes the browser follow with GET whatever the method was (a POST from a stale tab too).
