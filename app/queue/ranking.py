@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import BigInteger, Table, any_, bindparam, case, func, null, select, update
+from sqlalchemy import Table, bindparam, case, func, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.core.db import is_postgres, utcnow
 from app.ingest.models import Item, Prediction
 from app.projects.models import Project
-from app.queue.bulk_upsert import upsert_hardness
+from app.queue.bulk_upsert import PackedArray, PackedArrayDumper, pg_array, upsert_hardness
 from app.queue.models import Hardness
 from ml.scoring import HardnessArrays, StrategyConfig, box_disagreement, rank_matrix
 
@@ -136,29 +136,38 @@ def _prediction_columns(project: Project) -> list[Any]:
     else:
         probs = case((Prediction.score.is_(None), Prediction.probs))
     boxes = Prediction.boxes if project.kind == "detection" else null()
-    return [Prediction.item_id, Prediction.model, Prediction.score, probs, boxes]
+    return [Prediction.item_id, Prediction.model, Prediction.score, probs, boxes, Prediction.id]
+
+
+def _prediction_tuples(db_session: Session, project: Project, item_ids: list[int]) -> list[tuple]:
+    """(item_id, model, score, probs, boxes, id) in insertion order; probs and boxes only where needed."""
+    if is_postgres(db_session):
+        # The ids go as one binary int8[] parameter (a 1,000-value IN list costs more than the query).
+        probs = "probs" if project.kind == "multiclass" else "CASE WHEN score IS NULL THEN probs END"
+        boxes = "boxes" if project.kind == "detection" else "NULL"
+        sql = (
+            f"SELECT item_id, model, score, {probs}, {boxes}, id FROM predictions "
+            "WHERE item_id = ANY(%s) ORDER BY id"
+        )
+        raw = db_session.connection().connection.driver_connection
+        with raw.cursor() as cursor:
+            cursor.adapters.register_dumper(PackedArray, PackedArrayDumper)
+            return cursor.execute(sql, [pg_array(item_ids, "int8")]).fetchall()
+    columns = _prediction_columns(project)
+    rows = []
+    for start in range(0, len(item_ids), SQLITE_IN_CHUNK):
+        chunk = item_ids[start : start + SQLITE_IN_CHUNK]
+        rows.extend(db_session.connection().execute(select(*columns).where(Prediction.item_id.in_(chunk))))
+    return sorted(rows, key=lambda row: row[-1])
 
 
 def _fetch_predictions(db_session: Session, project: Project, item_ids: list[int]) -> PredictionRows:
     """One query (per chunk on SQLite) returning plain tuples of just the columns the ranking reads."""
-    columns = _prediction_columns(project)
-    if is_postgres(db_session):
-        ids = bindparam("ids", item_ids, type_=postgresql.ARRAY(BigInteger))
-        rows = db_session.execute(
-            select(*columns).where(Prediction.item_id == any_(ids)).order_by(Prediction.id)
-        )
-        rows = rows.all()
-    else:
-        rows = []
-        for start in range(0, len(item_ids), SQLITE_IN_CHUNK):
-            chunk = item_ids[start : start + SQLITE_IN_CHUNK]
-            found = db_session.execute(select(*columns, Prediction.id).where(Prediction.item_id.in_(chunk)))
-            rows.extend(found.all())
-        rows.sort(key=lambda row: row[-1])
+    rows = _prediction_tuples(db_session, project, item_ids)
     if not rows:
         return PredictionRows([], [], [], [], [])
-    item_column, model_column, scores, probs, boxes = list(zip(*rows, strict=False))[:5]
-    return PredictionRows(list(item_column), list(model_column), list(scores), list(probs), list(boxes))
+    item_column, model_column, scores, probs, boxes, _ = (list(column) for column in zip(*rows, strict=True))
+    return PredictionRows(item_column, model_column, scores, probs, boxes)
 
 
 def _values(project: Project, rows: PredictionRows) -> np.ndarray:

@@ -256,14 +256,23 @@ def _latest_by_model(predictions: list[Prediction]) -> list[Prediction]:
 
 
 def _reasons(project: Project, hardness: Hardness, predictions: list[Prediction]) -> list[str]:
-    if hardness.reasons is not None:
-        return list(hardness.reasons)
+    """Why the item is hard, built from its latest predictions; notes stored on the row (e.g. a drift boost)
+    come first. Ranking does not store the measure reasons: one Python call per item would dominate ingest."""
+    stored = list(hardness.reasons or [])
     scores = {p.model: prediction_value(project, p.score, p.probs) for p in predictions}
     if not scores:
-        return ["no model scored it"]
-    return hardness_for_item(
-        scores, threshold=ranking_threshold(project), strategy=strategy_of(project), item_key=hardness.item_id
-    ).reasons
+        computed = ["no model scored it"]
+    else:
+        boxes = {p.model: p.boxes or [] for p in predictions} if project.kind == "detection" else None
+        computed = hardness_for_item(
+            scores,
+            threshold=ranking_threshold(project),
+            strategy=strategy_of(project),
+            boxes=boxes if boxes and len(boxes) >= 2 else None,
+            item_key=hardness.item_id,
+            class_names=list(project.classes) if project.kind == "multiclass" else None,
+        ).reasons
+    return stored + [reason for reason in computed if reason not in stored]
 
 
 def item_payload(*, db_session: Session, project: Project, item_id: int) -> dict[str, Any]:

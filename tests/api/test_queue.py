@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 
 from app.core.db import utcnow
 from app.queue.models import Hardness
+from app.queue.service import item_payload
 from tests.utils.accounts import (
     item_ids,
     logged_in,
@@ -43,7 +44,10 @@ def test_ingest_stores_the_ranking_of_every_item(client, db):
     assert torn["priority"] > sure["priority"]
     assert torn["disagreement"] > sure["disagreement"]
     assert torn["mean_score"] == pytest.approx(0.5)
-    assert any("disagree" in reason for reason in torn["reasons"])
+    assert torn["reasons"] is None  # built for the item the label page shows, not per item on ingest
+    shown = item_payload(db_session=db, project=project, item_id=ids["torn"])["hardness"]["reasons"]
+    db.commit()
+    assert any("disagree" in reason for reason in shown)
 
 
 def test_a_new_models_prediction_rescores_that_item_only(client, db):
@@ -67,8 +71,12 @@ def test_items_without_predictions_join_the_pool_with_zero_priority(client, db):
     key = make_key(db)
     bare = {"external_id": "bare", "image": {"url": "https://x/y.jpg"}}
     client.post("/api/v1/projects/roadwork/predictions", json={"items": [bare]}, headers={"X-API-Key": key})
-    row = hardness(db, item_ids(db, project)["bare"])
-    assert (row.status, row.priority, row.reasons) == ("pending", 0.0, ["no model scored it"])
+    bare_id = item_ids(db, project)["bare"]
+    row = hardness(db, bare_id)
+    assert (row.status, row.priority, row.n_models) == ("pending", 0.0, 0)
+    shown = item_payload(db_session=db, project=project, item_id=bare_id)["hardness"]["reasons"]
+    db.commit()
+    assert shown == ["no model scored it"]
 
 
 def test_leases_come_hardest_first_with_the_label_page_payload(app, client, db):

@@ -7,14 +7,17 @@ from sqlalchemy import select
 
 from app.projects.models import Project
 from app.queue.models import Hardness
-from app.queue.ranking import MEASURE_COLUMNS, rerank_project
+from app.queue.ranking import MEASURE_COLUMNS, rerank_project, strategy_of
 from app.queue.service import item_payload
+from ml.scoring import hardness_for_item
 from tests.utils.accounts import (
+    item_ids,
     logged_in,
     make_user,
     seed_project,
     spread_scores,
 )
+from tests.utils.factories import make_key, make_project
 
 SCORES = {
     "torn": {"det": 0.9, "clf": 0.1, "vlm": 0.6},
@@ -85,3 +88,93 @@ def test_rerank_after_a_threshold_change_moves_items_near_the_new_threshold_up(c
     shown = item_payload(db_session=db, project=stored, item_id=sure)["hardness"]["reasons"]
     db.commit()
     assert any("near threshold" in r for r in shown)
+
+
+def _post(client, key: str, items: list[dict]) -> None:
+    response = client.post(
+        "/api/v1/projects/roadwork/predictions", json={"items": items}, headers={"X-API-Key": key}
+    )
+    assert response.status_code == 201, response.text
+
+
+def _frame(external_id: str, predictions: list[dict]) -> dict:
+    return {
+        "external_id": external_id,
+        "image": {"url": f"https://x/{external_id}.jpg"},
+        "predictions": predictions,
+    }
+
+
+def test_ingest_ranks_each_item_from_its_latest_prediction_per_model(client, db):
+    project = make_project(db)
+    key = make_key(db)
+    _post(client, key, [_frame("a", [{"model": "det", "model_version": "1", "score": 0.95}])])
+    _post(
+        client,
+        key,
+        [
+            _frame(
+                "a",
+                [
+                    {"model": "det", "model_version": "2", "score": 0.5},
+                    {"model": "clf", "model_version": "1", "probs": [0.4, 0.6]},
+                ],
+            )
+        ],
+    )
+    row = db.get(Hardness, item_ids(db, project)["a"])
+    db.commit()
+    expected = hardness_for_item(
+        {"clf": 0.6, "det": 0.5}, threshold=0.5, strategy=strategy_of(project), item_key=row.item_id
+    )
+    assert row.n_models == 2
+    assert row.priority == pytest.approx(expected.priority)
+    assert row.mean_score == pytest.approx(0.55)
+
+
+def test_detection_items_store_box_disagreement_and_show_it_as_a_reason(client, db):
+    project = make_project(db, kind="detection", box_classes=["cone"])
+    key = make_key(db)
+    cone = [0.1, 0.1, 0.3, 0.3, "cone", 0.9]
+    elsewhere = [0.6, 0.6, 0.9, 0.9, "cone", 0.8]
+    _post(
+        client,
+        key,
+        [
+            _frame(
+                "torn",
+                [
+                    {"model": "yolo", "score": 0.9, "boxes": [cone]},
+                    {"model": "rtdetr", "score": 0.8, "boxes": [elsewhere]},
+                ],
+            ),
+            _frame(
+                "same",
+                [
+                    {"model": "yolo", "score": 0.9, "boxes": [cone]},
+                    {"model": "rtdetr", "score": 0.9, "boxes": [cone]},
+                ],
+            ),
+            _frame("bare", [{"model": "yolo", "score": 0.1}, {"model": "rtdetr", "score": 0.2}]),
+        ],
+    )
+    ids = item_ids(db, project)
+    scores = {name: db.get(Hardness, ids[name]).box_disagreement for name in ids}
+    db.commit()
+    assert scores == {"torn": 1.0, "same": 0.0, "bare": 0.0}
+    shown = item_payload(db_session=db, project=db.get(Project, project.id), item_id=ids["torn"])
+    db.commit()
+    assert "boxes disagree (100% unmatched)" in shown["hardness"]["reasons"]
+
+
+def test_a_note_stored_on_the_row_is_shown_before_the_computed_reasons(client, db):
+    project, _ = seed_project(db, client, {"torn": {"det": 0.9, "clf": 0.1}})
+    item_id = item_ids(db, project)["torn"]
+    db.get(Hardness, item_id).reasons = ["drift: det scores shifted"]
+    db.commit()
+    shown = item_payload(db_session=db, project=db.get(Project, project.id), item_id=item_id)["hardness"][
+        "reasons"
+    ]
+    db.commit()
+    assert shown[0] == "drift: det scores shifted"
+    assert any("models disagree" in reason for reason in shown[1:])

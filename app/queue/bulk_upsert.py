@@ -1,0 +1,132 @@
+"""Hardness rows written in one statement: PostgreSQL `INSERT ... SELECT FROM unnest ... ON CONFLICT DO UPDATE`,
+SQLAlchemy's multi-row upsert elsewhere. Queue state (status, lease, counts) is never touched on conflict."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import Session
+
+from app.core.db import is_postgres, utcnow
+from app.queue.models import Hardness
+
+# Measures that may be undefined (NaN in the arrays, NULL in the table).
+NULLABLE_MEASURES = (
+    "mean_score",
+    "entropy",
+    "margin",
+    "disagreement",
+    "threshold_distance",
+    "vote_ratio",
+    "score_std",
+)
+FLOAT_COLUMNS = ("priority", *NULLABLE_MEASURES, "box_disagreement")
+WRITTEN = (*FLOAT_COLUMNS, "n_models", "likely_positive")
+
+
+# PostgreSQL binary array wire format: element OID, array OID, numpy big-endian element type.
+_PG_ELEMENTS = {"float8": (701, 1022, ">f8"), "int8": (20, 1016, ">i8"), "bool": (16, 1000, "u1")}
+
+
+class PackedArray:
+    """A one-dimensional PostgreSQL array already in binary wire format (built by numpy, not per element)."""
+
+    __slots__ = ("data", "oid")
+
+    def __init__(self, data: bytes, oid: int) -> None:
+        self.data, self.oid = data, oid
+
+
+class PackedArrayDumper(Dumper):
+    format = Format.BINARY
+
+    def get_key(self, obj: Any, format: Any) -> Any:
+        return (PackedArray, obj.oid)
+
+    def upgrade(self, obj: Any, format: Any) -> Dumper:
+        dumper = PackedArrayDumper(PackedArray)
+        dumper.oid = obj.oid
+        return dumper
+
+    def dump(self, obj: Any) -> bytes:
+        return obj.data
+
+
+def pg_array(values: Any, element: str) -> PackedArray:
+    """`values` as a binary float8[] / int8[] / bool[] parameter: psycopg's list dumper costs ~2.5 µs a value."""
+    element_oid, array_oid, dtype = _PG_ELEMENTS[element]
+    values = np.asarray(values)
+    body = np.empty(len(values), dtype=[("size", ">i4"), ("value", dtype)])
+    body["size"] = np.dtype(dtype).itemsize
+    body["value"] = values
+    header = struct.pack(">iiiii", 1, 0, element_oid, len(values), 1)  # ndim, has-nulls, OID, length, base
+    return PackedArray(header + body.tobytes(), array_oid)
+
+
+def upsert_hardness(
+    db_session: Session, project_id: int, item_ids: np.ndarray, columns: dict[str, np.ndarray]
+) -> None:
+    """Inserts or refreshes the measures of these items; stored reasons are cleared (built when shown)."""
+    if not len(item_ids):
+        return
+    write = _upsert_postgres if is_postgres(db_session) else _upsert_generic
+    write(db_session, project_id, np.asarray(item_ids, dtype=np.int64), columns)
+
+
+def _upsert_postgres(
+    db_session: Session, project_id: int, item_ids: np.ndarray, columns: dict[str, np.ndarray]
+) -> None:
+    # NaN travels inside float8[] and becomes NULL here: no per-value Python conversion.
+    selects = ["u.item_id", "%s::int"]
+    selects += [f"NULLIF(u.{c}, 'NaN')" if c in NULLABLE_MEASURES else f"u.{c}" for c in FLOAT_COLUMNS]
+    selects += ["u.n_models", "u.likely_positive", "NULL", "'pending'", "0", "0", "now()"]
+    arrays = ", ".join(["%s"] * (len(WRITTEN) + 1))
+    refreshed = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*WRITTEN, "reasons", "updated_at"))
+    sql = (
+        f"INSERT INTO hardness (item_id, project_id, {', '.join(WRITTEN)}, reasons, status, annotation_count, "
+        f"skip_count, updated_at) SELECT {', '.join(selects)} FROM unnest({arrays}) "
+        f"AS u(item_id, {', '.join(WRITTEN)}) ON CONFLICT (item_id) DO UPDATE SET {refreshed}"
+    )
+    params: list[Any] = [project_id, pg_array(item_ids, "int8")]
+    params += [pg_array(np.asarray(columns[c], dtype=np.float64), "float8") for c in FLOAT_COLUMNS]
+    params += [pg_array(columns["n_models"], "int8"), pg_array(columns["likely_positive"], "bool")]
+    raw = db_session.connection().connection.driver_connection
+    with raw.cursor() as cursor:
+        cursor.adapters.register_dumper(PackedArray, PackedArrayDumper)
+        cursor.execute(sql, params)
+
+
+def _column_values(name: str, values: np.ndarray) -> list[Any]:
+    if name == "n_models":
+        return np.asarray(values, dtype=np.int64).tolist()
+    if name == "likely_positive":
+        return np.asarray(values, dtype=bool).tolist()
+    floats = np.asarray(values, dtype=np.float64)
+    listed = floats.tolist()
+    if name in NULLABLE_MEASURES:
+        for i in np.flatnonzero(~np.isfinite(floats)).tolist():
+            listed[i] = None
+    return listed
+
+
+def _upsert_generic(
+    db_session: Session, project_id: int, item_ids: np.ndarray, columns: dict[str, np.ndarray]
+) -> None:
+    lists = {c: _column_values(c, columns[c]) for c in WRITTEN}
+    now = utcnow()
+    rows = [
+        {"item_id": item_id, "project_id": project_id, "reasons": None, "updated_at": now}
+        | {c: lists[c][i] for c in WRITTEN}
+        for i, item_id in enumerate(item_ids.tolist())
+    ]
+    stmt = sqlite.insert(Hardness)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["item_id"],
+        set_={c: getattr(stmt.excluded, c) for c in (*WRITTEN, "reasons", "updated_at")},
+    )
+    db_session.execute(stmt, rows)
