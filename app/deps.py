@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -62,6 +63,13 @@ def _secret_from(request: Request) -> str | None:
     return auth[7:] if auth.lower().startswith("bearer ") else None
 
 
+KEY_USE_RESOLUTION = timedelta(minutes=1)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite returns naive datetimes
+
+
 def require_api_key(scope: str):
     """A dependency factory: the request must carry an active key with `scope` (and for this project)."""
 
@@ -79,8 +87,10 @@ def require_api_key(scope: str):
             project = project_service.get_by_name(db_session=session, name=project_name)
             if project is not None and project.id != key.project_id:
                 raise ApiError(403, "X-API-Key", "this key is scoped to another project")
-        key.last_used_at = utcnow()
-        session.commit()
+        now = utcnow()
+        if key.last_used_at is None or _as_utc(key.last_used_at) < now - KEY_USE_RESOLUTION:
+            key.last_used_at = now  # a write per minute, not per request
+        session.commit()  # also ends the transaction before the route reads the request body
         return key
 
     return dependency
