@@ -21,23 +21,13 @@ def serve(settings: Settings, host: str, port: int) -> None:
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
 
 
-def worker_command(queues: str, concurrency: int, beat: bool) -> list[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "workers.celery_app",
-        "worker",
-        "-Q",
-        queues,
-        "-c",
-        str(concurrency),
-        "--loglevel",
-        "INFO",
-        "-n",
-        f"hardcase-{os.getpid()}@%h",
-    ]
+def worker_command(
+    queues: str, concurrency: int, beat: bool, *, pool: str = "prefork", name: str | None = None
+) -> list[str]:
+    """The `celery worker` command line for Hardcase's task modules (also used by the tests)."""
+    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queues,
+           "-c", str(concurrency), "--pool", pool, "--loglevel", "INFO",
+           "-n", f"{name or f'hardcase-{os.getpid()}'}@%h"]  # fmt: skip
     if beat:
         cmd += ["-B", "-s", str(get_settings().data_dir.resolve() / "celerybeat-schedule")]
     return cmd

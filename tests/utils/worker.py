@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from app.core.config import Settings
+from app.runner import worker_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,27 +42,9 @@ def celery_worker(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_path or settings.data_dir / f"worker-{time.monotonic_ns()}.log"
     log = log_path.open("w")
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "workers.celery_app",
-        "worker",
-        "-Q",
-        queues,
-        "-c",
-        "1",
-        "--pool",
-        pool,
-        "--loglevel",
-        "INFO",
-        "-n",
-        f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ]
+    name = f"test-{os.getpid()}-{time.monotonic_ns()}"
+    cmd = worker_command(queues, 1, beat=False, pool=pool, name=name)
+    cmd += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     proc = subprocess.Popen(
         cmd,
         env=worker_env(settings),
