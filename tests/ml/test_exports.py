@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
@@ -186,5 +187,5 @@ def test_dpo_pairs_export_prefers_the_human_answer_over_the_vlms_wrong_one(roadw
     assert wrong and set(wrong) <= set(pairs["item_id"])
     pair = pairs[pairs["item_id"].index(wrong[0])]
     assert pair["reason"] == "disagreement" and pair["chosen"] != pair["rejected"]
-    assert pair["images"] == [str(roadwork.image_path(records[wrong[0]]))]
+    assert [Path(p).resolve() for p in pair["images"]] == [roadwork.image_path(records[wrong[0]]).resolve()]
     assert set(pair) >= {"prompt", "chosen", "rejected", "images"}
