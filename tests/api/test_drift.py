@@ -148,7 +148,7 @@ def test_drift_task_body_checks_all_projects_and_commits(db: Session, sessions: 
     overrides = {"recent_size": 80, "reference_size": 160, "min_samples": 40}
     summary = run_drift_checks(sessions=sessions, overrides=overrides)
     assert summary["checks"] == 1 and summary["alarms"][0].startswith("det/score")
-    db.expire_all()
+    db.rollback()  # end the read snapshot (SQLite WAL) and expire: see what others committed
     assert db.scalar(select(func.count()).select_from(DriftCheck)) == 1
     with pytest.raises(ValueError, match="project"):
         run_drift_checks(sessions=sessions, project="nope", overrides=overrides)

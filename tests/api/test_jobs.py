@@ -185,7 +185,7 @@ def test_the_reaper_resends_abandoned_jobs_fails_exhausted_ones_and_kills_ignore
     report = service.reap_jobs(db_session=db, settings=settings, enqueue=enqueue, revoke=revoked.append)
     assert sorted(sent) == sorted(report.requeued) == [lost.id, forgotten.id]
     assert report.failed == [exhausted.id] and report.killed == [stubborn.id] and revoked == ["task-9"]
-    db.expire_all()
+    db.rollback()  # end the read snapshot (SQLite WAL) and expire: see what others committed
     assert db.get(Job, stubborn.id).status == CANCELLED
     assert db.get(Job, healthy.id).status == RUNNING and db.get(Job, fresh.id).status == QUEUED
     again = service.reap_jobs(db_session=db, settings=settings, enqueue=enqueue, revoke=revoked.append)

@@ -30,7 +30,7 @@ def annotate(user, item_id: int, **body):
 
 
 def status_of(db, item_id: int) -> str:
-    db.expire_all()
+    db.rollback()  # end the read snapshot (SQLite WAL) and expire: see what others committed
     status = db.get(Hardness, item_id).status
     db.commit()
     return status
@@ -124,7 +124,7 @@ def test_a_correction_supersedes_and_keeps_the_history(app, client, db):
     assert fixed.status_code == 201 and fixed.json()["item_status"] == "done"
     again = annotate(ann, item_id, label=1, supersedes=first)
     assert again.status_code == 409
-    db.expire_all()
+    db.rollback()  # end the read snapshot (SQLite WAL) and expire: see what others committed
     rows = db.execute(select(Annotation.label, Annotation.state).order_by(Annotation.id)).all()
     db.commit()
     assert rows == [(1, "superseded"), (0, "current")]
@@ -144,7 +144,7 @@ def test_undo_retracts_keeps_history_and_hands_the_item_back(app, client, db):
     assert ann.post(f"{BASE}/annotations/{annotation_id}/undo").status_code == 409
     relabel = annotate(ann, item_id, label=0)
     assert relabel.status_code == 201 and relabel.json()["item_status"] == "done"
-    db.expire_all()
+    db.rollback()  # end the read snapshot (SQLite WAL) and expire: see what others committed
     states = db.execute(select(Annotation.label, Annotation.state).order_by(Annotation.id)).all()
     db.commit()
     assert states == [(1, "retracted"), (0, "current")]

@@ -23,7 +23,7 @@ NEXT = "/api/v1/projects/roadwork/queue/next"
 
 
 def hardness(db, item_id: int) -> Hardness:
-    db.expire_all()
+    db.rollback()  # end the read snapshot (SQLite WAL) and expire: see what others committed
     row = db.get(Hardness, item_id)
     db.commit()  # SQLite: a reading test session must not keep the write lock the app needs
     return row

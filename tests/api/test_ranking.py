@@ -28,7 +28,7 @@ SCORES = {
 
 
 def rows(db) -> dict[int, dict]:
-    db.expire_all()
+    db.rollback()  # end the read snapshot (SQLite WAL) and expire: see what others committed
     found = {
         h.item_id: {c: getattr(h, c) for c in (*MEASURE_COLUMNS, "reasons", "likely_positive")}
         for h in db.scalars(select(Hardness))
@@ -65,7 +65,7 @@ def test_a_threshold_change_reranks_and_overlap_restatuses(app, client, db, sess
     admin.post(f"/api/v1/projects/roadwork/items/{item_id}/annotations", json={"label": 1})
     response = admin.patch("/api/v1/projects/roadwork", json={"overlap": 2})
     assert response.status_code == 200 and response.json()["rerank"] == "not needed"
-    db.expire_all()
+    db.rollback()  # end the read snapshot (SQLite WAL) and expire: see what others committed
     assert db.get(Hardness, item_id).status == "pending"
     db.commit()
     bad = admin.patch("/api/v1/projects/roadwork", json={"strategy_weights": {"vibes": 1.0}})

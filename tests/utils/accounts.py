@@ -45,7 +45,7 @@ def seed_project(db, client, scores: dict[str, dict[str, float]], **project_fiel
 
 
 def item_ids(db, project: Project) -> dict[str, int]:
-    db.expire_all()
+    db.rollback()  # end the read snapshot (SQLite WAL) and expire: see what others committed
     ids = dict(
         db.execute(select(Item.external_id, Item.id).where(Item.project_id == project.id)).tuples().all()
     )
