@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("hardcase")
@@ -30,9 +30,30 @@ def _loc_to_field(loc: tuple | list) -> str:
     return out or "body"
 
 
+HEADINGS = {403: "You don't have access to this page", 404: "Not found"}
+
+
+def wants_page(request: Request) -> bool:
+    """A browser navigating to a page (not the JSON API) gets an HTML error page."""
+    return (
+        request.method == "GET"
+        and not request.url.path.startswith("/api/")
+        and "text/html" in request.headers.get("accept", "")
+    )
+
+
+def error_page(request: Request, exc: ApiError) -> Response:
+    from app.web.templating import render  # the pages module imports this one
+
+    heading = HEADINGS.get(exc.status_code, "Something is wrong with this request")
+    return render(request, "error.html", status_code=exc.status_code, heading=heading, message=exc.message)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        if exc.status_code in HEADINGS and wants_page(request):
+            return error_page(request, exc)
         return JSONResponse(
             error_body(exc.message, [{"field": exc.field, "message": exc.message}]),
             status_code=exc.status_code,
