@@ -6,7 +6,6 @@ import json
 import re
 from datetime import timedelta
 
-import numpy as np
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,15 +16,12 @@ from app.core.config import Settings
 from app.core.db import utcnow
 from app.dashboard.overview import active_seconds, project_overview
 from app.dashboard.svg import Series, bar_chart, line_chart, nice_ticks, reliability_diagram
-from app.datasets.models import DatasetItem, DatasetVersion
-from app.drift.models import DriftCheck
 from app.ingest.models import Item, Prediction
-from app.jobs.models import Job, JobMetric
 from app.labels.models import Annotation
 from app.projects.models import Project
 from app.queue.models import Hardness
-from app.registry.models import HoldoutScore, ModelVersion
 from app.users.models import ProjectMember
+from tests.utils.dashboard_data import drift_alarm, seed_training
 from tests.utils.factories import make_project
 
 PASSWORD = "pw-1234"
@@ -85,115 +81,21 @@ def seed_project(db: Session, *, n_items: int = 12) -> Project:
                     )
                 )
     db.add(
-        DriftCheck(
-            project_id=project.id,
-            model="det",
-            kind="score",
-            method="ks",
-            reference_start=now - timedelta(days=2),
-            reference_end=now - timedelta(days=1),
-            recent_start=now - timedelta(hours=5),
-            recent_end=now,
+        drift_alarm(
+            project.id,
+            "det",
+            now=now,
+            p_value=0.0001,
             n_reference=400,
             n_recent=100,
-            p_value=0.0001,
-            threshold=0.05,
             distance=0.6,
-            is_drift=True,
             boosted_items=7,
+            reference_days=2,
+            recent_hours=5,
         )
     )
     db.commit()
     return project
-
-
-def seed_training(db: Session, project: Project) -> tuple[Job, Job]:
-    """A frozen version with a 40-item holdout, a finished job that made production v1, a running job and a
-    better candidate v2 (both scored on the holdout, with slices)."""
-    now = utcnow()
-    version = DatasetVersion(
-        project_id=project.id,
-        version=1,
-        content_hash="ab" * 32,
-        item_count=40,
-        stats={"classes": {"negative": 24, "positive": 16}, "splits": {"holdout": 40}},
-    )
-    db.add(version)
-    db.flush()
-    items = []
-    for index in range(40):
-        item = Item(project_id=project.id, external_id=f"hold-{index}", camera_id=f"cam-{index % 2}", meta={})
-        db.add(item)
-        db.flush()
-        items.append(item)
-        db.add(
-            DatasetItem(
-                dataset_version_id=version.id, item_id=item.id, label=int(index % 5 < 2), split="holdout"
-            )
-        )
-    done = Job(
-        project_id=project.id,
-        kind="classifier_lora",
-        dataset_version_id=version.id,
-        status="succeeded",
-        progress_step=100,
-        progress_total=100,
-        started_at=now - timedelta(minutes=30),
-        finished_at=now - timedelta(minutes=20),
-        log_tail="step 100 done",
-        config={"epochs": 2},
-    )
-    running = Job(
-        project_id=project.id,
-        kind="distill",
-        dataset_version_id=version.id,
-        status="running",
-        progress_step=30,
-        progress_total=120,
-        attempt_first_step=1,
-        started_at=now - timedelta(minutes=3),
-        heartbeat_at=now,
-        log_tail="12:00:00 epoch 1\n12:00:05 step 30 loss 0.41",
-    )
-    db.add_all([done, running])
-    db.flush()
-    for step in range(10, 101, 10):
-        db.add(JobMetric(job_id=done.id, step=step, name="train_loss", value=1.0 / (1 + step / 20)))
-        db.add(JobMetric(job_id=done.id, step=step, name="val_mcc", value=min(0.9, step / 110)))
-    for step in (10, 20, 30):
-        db.add(JobMetric(job_id=running.id, step=step, name="train_loss", value=0.9 - step / 100))
-        db.add(JobMetric(job_id=running.id, step=step, name="val_mcc", value=step / 60))
-    rng = np.random.default_rng(7)
-    truth = [int(i % 5 < 2) for i in range(40)]
-    for number, job, stage, noise in ((1, done, "production", 0.3), (2, None, "candidate", 0.18)):
-        scores = np.clip(0.25 + 0.5 * np.array(truth) + rng.normal(0, noise, 40), 0.01, 0.99).tolist()
-        from ml.evaluation import binary_metrics, reliability_curve, slice_mcc
-
-        metrics = binary_metrics(scores, truth, 0.5)
-        metrics["reliability"] = reliability_curve(scores, truth)
-        metrics["slices"] = {"camera_id": slice_mcc(scores, truth, 0.5, [it.camera_id for it in items])}
-        model = ModelVersion(
-            project_id=project.id,
-            name="roadwork-clf",
-            version=number,
-            kind="classifier_lora",
-            job_id=job.id if job else None,
-            dataset_version_id=version.id,
-            threshold=0.5,
-            metrics=metrics,
-            stage=stage,
-            artifact_dir="/nonexistent",
-            artifact_archive="/nonexistent.zip",
-            artifact_sha256="0" * 64,
-        )
-        db.add(model)
-        db.flush()
-        db.add_all(
-            HoldoutScore(model_version_id=model.id, item_id=it.id, score=s)
-            for it, s in zip(items, scores, strict=True)
-        )
-    db.commit()
-    return done, running
 
 
 def test_overview_counts_pool_queue_balance_and_annotators(db: Session) -> None:

@@ -10,13 +10,12 @@ from sqlalchemy import select
 
 from app.auth.models import User
 from app.core.db import session_scope, utcnow
-from app.drift.models import DriftCheck
 from app.ingest.models import Item
 from app.jobs.models import Job, JobMetric
 from app.labels.models import Annotation
 from app.projects.models import Project
-from tests.api.test_dashboard import seed_training
 from tests.browser.conftest import PASSWORD
+from tests.utils.dashboard_data import drift_alarm, seed_training
 
 
 @pytest.fixture(scope="module")
@@ -40,22 +39,17 @@ def dashboard_site(live_site):
                     )
                 )
         db.add(
-            DriftCheck(
-                project_id=project.id,
-                model="yolo-cones",
-                kind="score",
-                method="ks",
-                reference_start=now - timedelta(days=3),
-                reference_end=now - timedelta(days=1),
-                recent_start=now - timedelta(hours=20),
-                recent_end=now,
+            drift_alarm(
+                project.id,
+                "yolo-cones",
+                now=now,
+                p_value=3e-7,
                 n_reference=2000,
                 n_recent=500,
-                p_value=3e-7,
-                threshold=0.05,
                 distance=0.31,
-                is_drift=True,
                 boosted_items=42,
+                reference_days=3,
+                recent_hours=20,
             )
         )
         db.flush()
