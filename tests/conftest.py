@@ -40,7 +40,9 @@ def worker_index(config: pytest.Config | None = None) -> int:
 
 
 def redis_url_for_worker() -> str:
-    return f"redis://{REDIS_HOST}:6379/{1 + worker_index() % 15}"
+    # HARDCASE_TEST_REDIS_DB_OFFSET lets two suites run side by side on one Redis without sharing queues.
+    offset = int(os.environ.get("HARDCASE_TEST_REDIS_DB_OFFSET", "0"))
+    return f"redis://{REDIS_HOST}:6379/{1 + (offset + worker_index()) % 15}"
 
 
 @pytest.fixture(scope="session")
