@@ -1,6 +1,6 @@
 """Regenerates the single initial migration from the models (pre-1.0 only: no deployed databases yet).
 
-Usage: python scripts/regen_migration.py   — after changing any model. Once released, add revisions instead.
+Released: do not run this any more; add a revision in migrations/versions instead.
 """
 
 from __future__ import annotations
