@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, utcnow
@@ -25,4 +25,6 @@ class Project(Base):
     strategy: Mapped[str] = mapped_column(String(30), default="hybrid")
     strategy_weights: Mapped[dict] = mapped_column(default=dict)
     question: Mapped[str] = mapped_column(String(500), default=DEFAULT_QUESTION)
+    instructions: Mapped[str] = mapped_column(Text, default="", server_default="")  # markdown
+    daily_goal: Mapped[int] = mapped_column(default=0, server_default="0")  # items per annotator; 0 = none
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

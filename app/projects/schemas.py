@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.projects.models import DEFAULT_QUESTION
 
 ProjectKind = Literal["binary", "multiclass", "detection"]
+MAX_INSTRUCTIONS = 20_000
 
 
 class ProjectCreate(BaseModel):
@@ -22,12 +23,28 @@ class ProjectCreate(BaseModel):
     strategy: Literal["uncertainty", "disagreement", "hybrid", "random"] = "hybrid"
     strategy_weights: dict[str, float] = Field(default_factory=dict)
     question: str = DEFAULT_QUESTION
+    instructions: str = Field("", max_length=MAX_INSTRUCTIONS, description="markdown shown on the label page")
+    daily_goal: int = Field(0, ge=0, le=100_000, description="items per annotator and day; 0 = no goal")
 
     @model_validator(mode="after")
     def _detection_needs_box_classes(self) -> ProjectCreate:
         if self.kind == "detection" and not self.box_classes:
             raise ValueError("box_classes: a detection project needs at least one box class")
+        if self.kind == "multiclass" and self.box_classes:
+            raise ValueError("box_classes: a multiclass project takes no boxes")
+        if self.kind != "multiclass" and len(self.classes) != 2:
+            raise ValueError(f"classes: a {self.kind} project has exactly two classes (negative, positive)")
         return self
+
+    @field_validator("classes", "box_classes")
+    @classmethod
+    def _names_are_distinct(cls, names: list[str]) -> list[str]:
+        names = [name.strip() for name in names]
+        if any(not name for name in names):
+            raise ValueError("class names cannot be empty")
+        if len(set(names)) != len(names):
+            raise ValueError("class names must be distinct")
+        return names
 
 
 class ProjectRead(ProjectCreate):
@@ -43,3 +60,5 @@ class ProjectUpdate(BaseModel):
     strategy: Literal["uncertainty", "disagreement", "hybrid", "random"] | None = None
     strategy_weights: dict[str, float] | None = None
     question: str | None = None
+    instructions: str | None = Field(None, max_length=MAX_INSTRUCTIONS)
+    daily_goal: int | None = Field(None, ge=0, le=100_000)
