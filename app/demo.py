@@ -124,7 +124,9 @@ def seed_demo(settings: Settings, limit: int = 0) -> None:
         existing = session.scalar(select(func.count()).select_from(Item).where(Item.project_id == project.id))
         key_secret = None
         if not existing:
-            _, key_secret = create_api_key(db_session=session, name="demo-cascade", scopes=["ingest", "read"])
+            _, key_secret = create_api_key(
+                db_session=session, name="demo-cascade", scopes=["ingest", "read", "models"]
+            )
         items, files = _raw_items(pool, np.random.default_rng(7))
         blobs = BlobStore(settings.resolved_blob_dir)
         summary = None
@@ -147,4 +149,4 @@ def seed_demo(settings: Settings, limit: int = 0) -> None:
         "log in as admin/admin, reviewer/reviewer or annotator/annotator (set HARDCASE_DEMO_PASSWORD to change)"
     )
     if key_secret:
-        print(f"ingestion API key (shown once): {key_secret}")
+        print(f"cascade API key (ingest, read, models; shown once): {key_secret}")

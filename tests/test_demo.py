@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from app.auth.models import ApiKey
 from app.auth.users import get_by_username
 from app.demo import seed_demo
 from app.ingest.models import Item, Prediction
@@ -25,3 +26,10 @@ def test_the_demo_project_is_ranked_and_open_to_every_demo_account(settings, db)
     for username in ("admin", "reviewer", "annotator"):
         user = get_by_username(db_session=db, username=username)
         assert can_access_project(db_session=db, user=user, project_id=project.id), username
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_demo_key_can_ingest_read_and_pull_models(settings, db, capsys):
+    seed_demo(settings, limit=2)
+    assert "cascade API key (ingest, read, models" in capsys.readouterr().out
+    assert sorted(db.scalar(select(ApiKey.scopes))) == ["ingest", "models", "read"]

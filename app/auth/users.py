@@ -8,6 +8,9 @@ from sqlalchemy.orm import Session
 from app.auth.models import ROLES, User
 from app.auth.passwords import hash_password, verify_password
 
+# Accounts an admin creates or re-keys (API, users page); the demo's documented logins are shorter on purpose.
+MIN_PASSWORD_LENGTH = 8
+
 
 def get_by_username(*, db_session: Session, username: str) -> User | None:
     return db_session.scalar(select(User).where(User.username == username))

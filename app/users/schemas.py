@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.auth.users import MIN_PASSWORD_LENGTH
+
 Role = Literal["annotator", "reviewer", "admin"]
 
 
@@ -45,7 +47,7 @@ class UserAdminRead(UserRead):
 
 class UserCreate(BaseModel):
     username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
-    password: str = Field(min_length=4, max_length=1000)
+    password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=1000)
     role: Role = "annotator"
     projects: list[str] = Field(default_factory=list, description="names of projects to assign")
 
@@ -53,4 +55,4 @@ class UserCreate(BaseModel):
 class UserUpdate(BaseModel):
     role: Role | None = None
     is_active: bool | None = None
-    password: str | None = Field(None, min_length=4, max_length=1000)
+    password: str | None = Field(None, min_length=MIN_PASSWORD_LENGTH, max_length=1000)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import ROLES, User
 from app.auth.passwords import hash_password
-from app.auth.users import authenticate, create_user
+from app.auth.users import MIN_PASSWORD_LENGTH, authenticate, create_user
 from app.core.db import is_postgres
 from app.projects.models import Project
 from app.users.models import ProjectMember
@@ -103,10 +103,16 @@ def list_users(*, db_session: Session) -> list[User]:
     return list(db_session.scalars(select(User).order_by(User.id)))
 
 
+def check_password_length(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"password: at least {MIN_PASSWORD_LENGTH} characters")
+
+
 def create_account(
     *, db_session: Session, username: str, password: str, role: str, project_ids: list[int] | None = None
 ) -> User:
     """Raises ValueError("field: message") for a taken username, unknown role or short password."""
+    check_password_length(password)
     user = create_user(db_session=db_session, username=username, password=password, role=role)
     for project_id in project_ids or []:
         add_member(db_session=db_session, project_id=project_id, user_id=user.id)
@@ -134,8 +140,7 @@ def update_account(
             raise ValueError("is_active: you cannot deactivate yourself")
         user.is_active = is_active
     if password is not None:
-        if len(password) < 4:
-            raise ValueError("password: at least 4 characters")
+        check_password_length(password)
         user.password_hash = hash_password(password)
     db_session.flush()
     return user

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.auth.models import ROLES, User
+from app.auth.users import MIN_PASSWORD_LENGTH
 from app.core.errors import ApiError
 from app.deps import SessionDep
 from app.projects import service as project_service
@@ -32,6 +33,7 @@ def _users_page(
         projects=project_service.list_projects(db_session=session),
         memberships=memberships,
         roles=ROLES,
+        min_password=MIN_PASSWORD_LENGTH,
         message=message,
         error=error,
     )

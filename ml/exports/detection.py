@@ -39,7 +39,9 @@ def export_yolo(dataset: DatasetVersionDir, out: Path) -> Path:
     Only images whose boxes are complete are exported (see `has_box_annotation`); images are linked.
     """
     out = out.resolve()
-    data = {"path": str(out), "names": dict(enumerate(box_class_names(dataset.info)))}
+    # No `path`: ultralytics then resolves the splits against data.yaml's own folder, which holds both on the
+    # worker and for whoever downloads the export (a server path, or `.` read against the cwd, would not).
+    data = {"names": dict(enumerate(box_class_names(dataset.info)))}
     for split in SPLITS:
         split_dir = SPLIT_DIRS[split]
         (out / "images" / split_dir).mkdir(parents=True, exist_ok=True)

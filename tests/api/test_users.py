@@ -91,7 +91,7 @@ def test_admin_creates_assigns_and_deactivates_users(app, db):
     assert created.json()["project_ids"] == [project.id]
     user_id = created.json()["id"]
     assert [u["username"] for u in admin.get("/api/v1/projects/roadwork/members").json()] == ["rev"]
-    assert admin.post("/api/v1/users", json={"username": "rev", "password": "xxxx"}).status_code == 409
+    assert admin.post("/api/v1/users", json={"username": "rev", "password": "xxxx-xxxx"}).status_code == 409
     patched = admin.patch(f"/api/v1/users/{user_id}", json={"role": "annotator", "is_active": False})
     assert patched.status_code == 200 and patched.json()["role"] == "annotator"
     refused = TestClient(app).post("/api/v1/auth/login", json={"username": "rev", "password": "rev-pass"})

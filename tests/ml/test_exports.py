@@ -88,6 +88,7 @@ def test_yolo_export_writes_normalised_centre_boxes_for_every_human_box(roadwork
     data_yaml = export_dataset(roadwork, "yolo", tmp_path / "yolo")
     data = yaml.safe_load(data_yaml.read_text())
 
+    assert "path" not in data and str(tmp_path) not in data_yaml.read_text()  # portable once downloaded
     assert data["names"] == dict(enumerate(roadwork.info.box_classes))
     assert (data["train"], data["val"], data["test"]) == ("images/train", "images/val", "images/test")
     record = _first_boxed(roadwork, "train")
