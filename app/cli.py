@@ -83,6 +83,7 @@ def cmd_projects_create(args: argparse.Namespace) -> int:
             box_classes=[c for c in args.box_classes.split(",") if c],
             threshold=args.threshold,
             overlap=args.overlap,
+            question=args.question,
         )
     except ValidationError as exc:
         raise SystemExit(f"error: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
@@ -171,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--box-classes", default="")
     pc.add_argument("--threshold", type=float, default=0.5)
     pc.add_argument("--overlap", type=int, default=1)
+    pc.add_argument(
+        "--question", default="", help="asked on the label page (default: derived from the classes)"
+    )
     _add(projects, "list", cmd_projects_list, "list projects")
 
     users = sub.add_parser("users", help="accounts").add_subparsers(dest="users_command", required=True)

@@ -7,10 +7,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.projects.models import DEFAULT_QUESTION
-
 ProjectKind = Literal["binary", "multiclass", "detection"]
 MAX_INSTRUCTIONS = 20_000
+
+
+def default_question(kind: str, classes: list[str], box_classes: list[str]) -> str:
+    """The question a project asks when its creator gave none: from its own classes, never another project's."""
+    readable = [name.replace("_", " ") for name in classes]
+    if kind == "multiclass":
+        return f"Which of these fits the image: {', '.join(readable)}?"
+    question = f"Does this image show {readable[1]}? Answer yes or no."
+    if box_classes:
+        question += f" Box every {', '.join(b.replace('_', ' ') for b in box_classes)}."
+    return question
 
 
 class ProjectCreate(BaseModel):
@@ -22,7 +31,9 @@ class ProjectCreate(BaseModel):
     overlap: int = Field(1, ge=1, le=10)
     strategy: Literal["uncertainty", "disagreement", "hybrid", "random"] = "hybrid"
     strategy_weights: dict[str, float] = Field(default_factory=dict)
-    question: str = DEFAULT_QUESTION
+    question: str = Field(
+        "", max_length=500, description="asked on the label page; empty: derived from the classes"
+    )
     instructions: str = Field("", max_length=MAX_INSTRUCTIONS, description="markdown shown on the label page")
     daily_goal: int = Field(0, ge=0, le=100_000, description="items per annotator and day; 0 = no goal")
 
@@ -34,6 +45,8 @@ class ProjectCreate(BaseModel):
             raise ValueError("box_classes: a multiclass project takes no boxes")
         if self.kind != "multiclass" and len(self.classes) != 2:
             raise ValueError(f"classes: a {self.kind} project has exactly two classes (negative, positive)")
+        if not self.question.strip():
+            self.question = default_question(self.kind, self.classes, self.box_classes)
         return self
 
     @field_validator("classes", "box_classes")

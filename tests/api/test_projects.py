@@ -26,3 +26,15 @@ def test_project_definitions_are_validated(app, db):
 def test_annotators_cannot_create_projects(app, db):
     annotator, _ = client_as(app, db, "annotator")
     assert annotator.post("/api/v1/projects", json={"name": "x"}).status_code == 403
+
+
+def test_a_project_without_a_question_asks_about_its_own_classes(app, db):
+    admin, _ = client_as(app, db, "admin")
+    body = {"name": "pets", "kind": "multiclass", "classes": ["cat", "dog", "guinea_pig"]}
+    made = admin.post("/api/v1/projects", json=body)
+    assert made.status_code == 201, made.text
+    assert made.json()["question"] == "Which of these fits the image: cat, dog, guinea pig?"
+    asked = admin.post("/api/v1/projects", json={"name": "own", "question": "Is the lane closed?"})
+    assert asked.json()["question"] == "Is the lane closed?"
+    cones = admin.post("/api/v1/projects", json={"name": "det", "kind": "detection", "box_classes": ["cone"]})
+    assert "roadwork" not in cones.json()["question"] and "cone" in cones.json()["question"]
