@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 
 from app.deps import ProjectDep, SessionDep, SettingsDep
 from app.labels import service
+from app.labels.review import review_queue
 from app.labels.schemas import (
     AgreementReport,
     AnnotationCreated,
@@ -16,6 +19,7 @@ from app.labels.schemas import (
     FlagRead,
     ItemHistory,
     ReviewCreated,
+    ReviewEntry,
     ReviewIn,
     ReviewRead,
     ReviewTask,
@@ -95,6 +99,18 @@ def next_review(
             "history": _history(session, project, item_id),
         }
     )
+
+
+@router.get("/review", response_model=list[ReviewEntry])
+def review_list(
+    project: ProjectDep,
+    _reviewer: ProjectReviewer,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[ReviewEntry]:
+    """Flagged, skipped-out and conflicting items, hardest first, with every annotator's answer and boxes."""
+    entries = review_queue(db_session=session, project=project, limit=limit)
+    return [ReviewEntry.model_validate(entry) for entry in entries]
 
 
 @router.post("/items/{item_id}/review", response_model=ReviewCreated, status_code=201)

@@ -124,3 +124,26 @@ class AgreementReport(BaseModel):
     fleiss_items: int
     agreement_with_consensus: float | None
     annotators: list[AnnotatorStats]
+
+
+class ReviewAnswer(BaseModel):
+    annotation_id: int
+    annotator: str
+    label: int
+    boxes: list[list[Any]]
+    duration_ms: int | None
+    created_at: datetime
+
+
+class ReviewFlag(BaseModel):
+    user: str
+    reason: str
+    created_at: datetime
+
+
+class ReviewEntry(BaseModel):
+    item: QueueItem
+    reasons: list[str] = Field(description="flagged, skipped out, conflict")
+    consensus: ConsensusRead
+    answers: list[ReviewAnswer]
+    flags: list[ReviewFlag]

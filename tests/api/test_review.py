@@ -67,3 +67,44 @@ def test_annotators_cannot_review(app, client, db):
     assert ann.get(f"{BASE}/review/next").status_code == 403
     assert ann.post(f"{BASE}/items/{item_id}/review", json={"label": 1}).status_code == 403
     assert ann.get(f"{BASE}/agreement").status_code == 403
+
+
+def test_the_review_list_shows_conflicts_flags_and_skipped_out_items_with_every_answer(app, client, db):
+    project, _ = seed_project(
+        db, client, spread_scores(4), overlap=2, kind="detection", box_classes=["cone", "barrier"]
+    )
+    for name in ("ann", "bob", "cat"):
+        make_user(db, name, project=project)
+    make_user(db, "rev", role="reviewer", project=project)
+    ann, bob, cat, rev = (logged_in(app, name) for name in ("ann", "bob", "cat", "rev"))
+    tied = ann.post(f"{BASE}/queue/next").json()["item"]["id"]
+    box = [0.1, 0.2, 0.3, 0.4, 1]
+    assert ann.post(f"{BASE}/items/{tied}/annotations", json={"label": 1, "boxes": [box]}).status_code == 201
+    assert bob.post(f"{BASE}/queue/next").json()["item"]["id"] == tied
+    bob.post(f"{BASE}/items/{tied}/annotations", json={"label": 0})
+    flagged = cat.post(f"{BASE}/queue/next").json()["item"]["id"]
+    cat.post(f"{BASE}/items/{flagged}/flag", json={"reason": "lens covered"})
+    skipped = ann.post(f"{BASE}/queue/next").json()["item"]["id"]
+    for user in (ann, bob, cat):
+        if user is not ann:
+            assert user.post(f"{BASE}/queue/next").json()["item"]["id"] == skipped
+        assert user.post(f"{BASE}/queue/{skipped}/skip").status_code == 200
+
+    listed = rev.get(f"{BASE}/review")
+    assert listed.status_code == 200, listed.text
+    by_id = {entry["item"]["id"]: entry for entry in listed.json()}
+    assert set(by_id) == {tied, flagged, skipped}
+    assert by_id[tied]["reasons"] == ["conflict"]
+    assert [(a["annotator"], a["label"], a["boxes"]) for a in by_id[tied]["answers"]] == [
+        ("ann", 1, [box]),
+        ("bob", 0, []),
+    ]
+    assert by_id[flagged]["reasons"] == ["flagged"]
+    assert (
+        by_id[flagged]["flags"][0]["user"] == "cat" and by_id[flagged]["flags"][0]["reason"] == "lens covered"
+    )
+    assert by_id[skipped]["reasons"] == ["skipped out"]
+    assert rev.post(f"{BASE}/items/{tied}/review", json={"label": 1, "boxes": [box]}).status_code == 201
+    assert tied not in {entry["item"]["id"] for entry in rev.get(f"{BASE}/review").json()}
+    assert ann.get(f"{BASE}/review").status_code == 403
+    assert rev.get(f"{BASE}/review?limit=0").status_code == 422
