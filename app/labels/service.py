@@ -19,6 +19,7 @@ from app.core.errors import ApiError
 from app.labels.agreement import cohen_kappa, fleiss_kappa
 from app.labels.models import Annotation, Flag, Review
 from app.projects.models import Project
+from app.projects.service import takes_boxes
 from app.queue.models import Hardness
 from app.queue.service import (
     Lease,
@@ -40,9 +41,10 @@ def class_count(project: Project) -> int:
 def validate_label(
     project: Project, label: int | None, boxes: list[list[Any]]
 ) -> tuple[int, list[list[Any]]]:
-    """The label and boxes as stored; ApiError(422) naming the field otherwise."""
-    if boxes and project.kind != "detection":
-        raise ApiError(422, "boxes", f"a {project.kind} project takes no boxes")
+    """The label and boxes as stored (box classes by index); ApiError(422) naming the field otherwise."""
+    if boxes and not takes_boxes(project):
+        reason = "takes no boxes" if project.kind == "multiclass" else "declares no box classes"
+        raise ApiError(422, "boxes", f"project {project.name!r} {reason}, so its answers carry no boxes")
     checked = [_checked_box(project, i, box) for i, box in enumerate(boxes)]
     if label is None:
         if project.kind != "detection":
@@ -51,24 +53,33 @@ def validate_label(
     if isinstance(label, bool) or not 0 <= label < class_count(project):
         raise ApiError(422, "label", f"label must be an integer in [0, {class_count(project) - 1}]")
     if checked and label == 0:
-        raise ApiError(422, "boxes", "a negative label (0) cannot have boxes")
+        raise ApiError(422, "boxes", "a 'no' answer (label 0) cannot carry boxes: delete them or answer yes")
     return label, checked
 
 
 def _checked_box(project: Project, index: int, box: list[Any]) -> list[Any]:
     where = f"boxes[{index}]"
-    if len(box) != 5:
-        raise ApiError(422, where, "expected [x1, y1, x2, y2, class_index]")
+    if not isinstance(box, list) or len(box) != 5:
+        raise ApiError(422, where, "expected [x1, y1, x2, y2, class] (class: a box class name or its index)")
     try:
         x1, y1, x2, y2 = (float(v) for v in box[:4])
     except (TypeError, ValueError) as exc:
         raise ApiError(422, where, "coordinates must be numbers") from exc
     if not (0.0 <= x1 < x2 <= 1.0 and 0.0 <= y1 < y2 <= 1.0):
         raise ApiError(422, where, "coordinates must be normalised to [0, 1] with x1 < x2 and y1 < y2")
-    cls = box[4]
-    if isinstance(cls, bool) or not isinstance(cls, int) or not 0 <= cls < len(project.box_classes):
-        raise ApiError(422, where, f"class_index must be in [0, {len(project.box_classes) - 1}]")
-    return [x1, y1, x2, y2, cls]
+    return [x1, y1, x2, y2, box_class_index(project, box[4], where)]
+
+
+def box_class_index(project: Project, cls: Any, where: str) -> int:
+    """Box classes are matched by name (what the cascade sends); an index into box_classes also works."""
+    names = list(project.box_classes)
+    if isinstance(cls, str) and cls in names:
+        return names.index(cls)
+    if isinstance(cls, int) and not isinstance(cls, bool) and 0 <= cls < len(names):
+        return cls
+    raise ApiError(
+        422, where, f"unknown box class {cls!r}: project {project.name!r} has {', '.join(names) or 'none'}"
+    )
 
 
 # --- consensus ----------------------------------------------------------------------------------------------
@@ -346,11 +357,15 @@ def progress(*, db_session: Session, project: Project, user: User) -> dict[str, 
         "done_total": db_session.scalar(mine) or 0,
         "queue_size": counts["pending"],
         "leased": live_lease_count(db_session=db_session, project_id=project.id),
+        "leased_by_others": live_lease_count(
+            db_session=db_session, project_id=project.id, excluding_user=user.id
+        ),
         "labeled": counts["done"],
         "in_review": counts["review"] + counts["skipped"],
         "agreement_rate": annotator_agreement_with_consensus(
             db_session=db_session, project=project, user_id=user.id
         ),
+        "daily_goal": project.daily_goal,
     }
 
 

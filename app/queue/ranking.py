@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.core.db import is_postgres, utcnow
 from app.ingest.models import Item, Prediction
 from app.projects.models import Project
+from app.projects.service import takes_boxes
 from app.queue.bulk_upsert import PackedArray, PackedArrayDumper, pg_array, upsert_hardness
 from app.queue.models import Hardness
 from ml.scoring import HardnessArrays, StrategyConfig, box_disagreement, rank_matrix
@@ -127,7 +128,7 @@ class PredictionRows:
     models: list[str]
     scores: list[float | None]
     probs: list[list | None]  # only where needed: multiclass, or a binary prediction without a score
-    boxes: list[list | None]  # detection projects only
+    boxes: list[list | None]  # projects that take boxes only
 
 
 def _prediction_columns(project: Project) -> list[Any]:
@@ -135,7 +136,7 @@ def _prediction_columns(project: Project) -> list[Any]:
         probs = Prediction.probs
     else:
         probs = case((Prediction.score.is_(None), Prediction.probs))
-    boxes = Prediction.boxes if project.kind == "detection" else null()
+    boxes = Prediction.boxes if takes_boxes(project) else null()
     return [Prediction.item_id, Prediction.model, Prediction.score, probs, boxes, Prediction.id]
 
 
@@ -144,7 +145,7 @@ def _prediction_tuples(db_session: Session, project: Project, item_ids: list[int
     if is_postgres(db_session):
         # The ids go as one binary int8[] parameter (a 1,000-value IN list costs more than the query).
         probs = "probs" if project.kind == "multiclass" else "CASE WHEN score IS NULL THEN probs END"
-        boxes = "boxes" if project.kind == "detection" else "NULL"
+        boxes = "boxes" if takes_boxes(project) else "NULL"
         sql = (
             f"SELECT item_id, model, score, {probs}, {boxes}, id FROM predictions "
             "WHERE item_id = ANY(%s) ORDER BY id"
@@ -202,20 +203,37 @@ def latest_matrix(
     columns = np.array([column[m] for m in rows.models], dtype=np.int64)
     last = _last_per_item(positions * n_models + columns)
     matrix[positions[last], columns[last]] = _values(project, rows)[last]
-    if project.kind == "detection":
+    if takes_boxes(project):
+        detectors = None if project.kind == "detection" else _detectors(rows)
         boxes = _box_scores(
-            n_items, positions[last], [rows.models[i] for i in last], [rows.boxes[i] for i in last]
+            n_items,
+            positions[last],
+            [rows.models[i] for i in last],
+            [rows.boxes[i] for i in last],
+            detectors,
         )
     return matrix, models, boxes
 
 
+def _detectors(rows: PredictionRows) -> set[str]:
+    """In a binary project the classifiers and VLMs send no boxes: the detectors are the models that drew a
+    box on any of the items ranked together (one that found nothing on an item then disagrees there)."""
+    return {model for model, boxes in zip(rows.models, rows.boxes, strict=True) if boxes}
+
+
 def _box_scores(
-    n_items: int, positions: np.ndarray, models: list[str], boxes: list[list | None]
+    n_items: int,
+    positions: np.ndarray,
+    models: list[str],
+    boxes: list[list | None],
+    detectors: set[str] | None = None,
 ) -> np.ndarray:
-    """Box disagreement of the items where two or more models answered and at least one drew a box."""
+    """Box disagreement of the items where two or more models answered and at least one drew a box;
+    `detectors` limits the comparison to those models (None: every model)."""
     by_item: dict[int, dict[str, list | None]] = {}
     for position, model, model_boxes in zip(positions.tolist(), models, boxes, strict=True):
-        by_item.setdefault(position, {})[model] = model_boxes
+        if detectors is None or model in detectors:
+            by_item.setdefault(position, {})[model] = model_boxes
     scores = np.zeros(n_items)
     for position, by_model in by_item.items():
         if len(by_model) >= 2 and any(by_model.values()):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Form, Response
 from fastapi.responses import FileResponse
 
 from app.core.blobs import sha_from_uri
@@ -13,7 +15,16 @@ from app.labels import service as labels_service
 from app.projects.schemas import ProjectRead, ProjectUpdate
 from app.queue import service
 from app.queue.flows import update_project_ranking
-from app.queue.schemas import LeasedItem, Progress, ProjectUpdated, QueueAction
+from app.queue.schemas import (
+    LeasedItem,
+    LeaseIds,
+    LeaseRenewal,
+    LeasesReleased,
+    NextRequest,
+    Progress,
+    ProjectUpdated,
+    QueueAction,
+)
 from app.users.deps import ProjectMember, ProjectReader
 
 router = APIRouter(prefix="/api/v1/projects/{project}", tags=["queue"])
@@ -25,16 +36,60 @@ router = APIRouter(prefix="/api/v1/projects/{project}", tags=["queue"])
     responses={204: {"description": "nothing left for this user in the pool"}},
 )
 def next_item(
-    project: ProjectDep, user: ProjectMember, session: SessionDep, settings: SettingsDep
+    project: ProjectDep,
+    user: ProjectMember,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: Annotated[NextRequest | None, Body()] = None,
 ) -> LeasedItem | Response:
-    """Leases the hardest pending item to the caller for `lease_minutes` (a caller may hold several)."""
+    """Leases the hardest pending item to the caller for `lease_minutes` (a caller may hold several).
+
+    The label page sends `holding` (the items it has open): the caller's other leases, left by closed pages,
+    are served again first."""
     lease = service.lease_next_item(
-        db_session=session, project=project, user=user, lease_minutes=settings.lease_minutes
+        db_session=session,
+        project=project,
+        user=user,
+        lease_minutes=settings.lease_minutes,
+        holding=None if body is None else body.holding,
     )
     if lease is None:
         return Response(status_code=204)
     payload = service.item_payload(db_session=session, project=project, item_id=lease.item_id)
     return LeasedItem.model_validate({"item": payload, "lease_expires_at": lease.expires_at})
+
+
+@router.post("/queue/renew", response_model=LeaseRenewal)
+def renew(
+    body: LeaseIds, project: ProjectDep, user: ProjectMember, session: SessionDep, settings: SettingsDep
+) -> LeaseRenewal:
+    """The open label page's heartbeat: extends the caller's leases; `lost` lists those no longer held."""
+    held, expires_at = service.renew_leases(
+        db_session=session,
+        project=project,
+        user=user,
+        item_ids=body.item_ids,
+        lease_minutes=settings.lease_minutes,
+    )
+    lost = sorted(set(body.item_ids) - set(held))
+    return LeaseRenewal(renewed=held, lost=lost, lease_expires_at=expires_at)
+
+
+@router.post("/queue/release", response_model=LeasesReleased)
+def release_many(
+    project: ProjectDep,
+    user: ProjectMember,
+    session: SessionDep,
+    item_ids: Annotated[str, Form(max_length=20_000, description="comma-separated item ids")],
+) -> LeasesReleased:
+    """A closing page gives its leases back (a form post, so `navigator.sendBeacon` can send it with the
+    CSRF token as the `csrf_token` field); ids the caller does not hold are ignored."""
+    try:
+        ids = [int(part) for part in item_ids.split(",") if part.strip()]
+    except ValueError as exc:
+        raise ApiError(422, "item_ids", "comma-separated integer item ids expected") from exc
+    released = service.release_items(db_session=session, project=project, user=user, item_ids=ids)
+    return LeasesReleased(released=released)
 
 
 @router.post("/queue/{item_id}/release", response_model=QueueAction)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.projects.schemas import ProjectRead
 
@@ -49,6 +49,26 @@ class LeasedItem(BaseModel):
     lease_expires_at: datetime
 
 
+class NextRequest(BaseModel):
+    holding: list[int] = Field(
+        default_factory=list, max_length=1000, description="items the caller's page has open (not re-served)"
+    )
+
+
+class LeaseIds(BaseModel):
+    item_ids: list[int] = Field(min_length=1, max_length=1000)
+
+
+class LeaseRenewal(BaseModel):
+    renewed: list[int]
+    lost: list[int]
+    lease_expires_at: datetime
+
+
+class LeasesReleased(BaseModel):
+    released: list[int]
+
+
 class QueueAction(BaseModel):
     item_id: int
     status: str
@@ -59,9 +79,11 @@ class Progress(BaseModel):
     done_total: int
     queue_size: int
     leased: int
+    leased_by_others: int
     labeled: int
     in_review: int
     agreement_rate: float | None
+    daily_goal: int
 
 
 class ProjectUpdated(ProjectRead):

@@ -20,6 +20,7 @@ from app.core.errors import ApiError
 from app.ingest.models import Item, Prediction
 from app.labels.models import Annotation
 from app.projects.models import Project
+from app.projects.service import takes_boxes
 from app.queue.models import Hardness, QueueCursor, QueueSkip
 from app.queue.ranking import prediction_value, ranking_threshold, strategy_of
 from ml.scoring import ItemSignature, hardness_for_item, is_near_duplicate, positive_quota_due
@@ -158,10 +159,31 @@ def lease_next_item(
     project: Project,
     user: User,
     lease_minutes: int,
+    holding: list[int] | None = None,
     config: QueueConfig = QUEUE_CONFIG,
 ) -> Lease | None:
-    """Leases the hardest suitable pending item to `user` and commits; None when nothing is left for them."""
+    """Leases the hardest suitable pending item to `user` and commits; None when nothing is left for them.
+
+    `holding` lists the items the caller's page has on screen or prefetched: the user's other live leases
+    come from pages that were closed, and are handed back first. A caller that sends no list keeps every
+    lease it takes, and gets its own leased items back once the pool is empty (never "nothing left" while
+    it holds work)."""
     expire_leases(db_session=db_session, project_id=project.id)
+    expires_at = utcnow() + timedelta(minutes=lease_minutes)
+    lease = None
+    if holding is not None:
+        lease = _reclaim_own_lease(db_session, project, user, exclude=set(holding), expires_at=expires_at)
+    if lease is None:
+        lease = _lease_pending(db_session, project, user, expires_at, config)
+    if lease is None and holding is None:
+        lease = _reclaim_own_lease(db_session, project, user, exclude=set(), expires_at=expires_at)
+    db_session.commit()
+    return lease
+
+
+def _lease_pending(
+    db_session: Session, project: Project, user: User, expires_at: datetime, config: QueueConfig
+) -> Lease | None:
     cursor = _cursor(db_session, user.id, project.id)
     want_positive = positive_quota_due(
         cursor.served_total,
@@ -172,16 +194,80 @@ def lease_next_item(
     candidates = _candidates(db_session, project, user, positives_only=want_positive, config=config)
     if want_positive and not candidates:
         candidates = _candidates(db_session, project, user, positives_only=False, config=config)
-    expires_at = utcnow() + timedelta(minutes=lease_minutes)
     for row in _diverse_order(candidates, _last_served(db_session, cursor), config):
         if _claim(db_session, row.item_id, user.id, expires_at):
             cursor.last_item_id = row.item_id
             cursor.served_total += 1
             cursor.served_positive += int(bool(row.likely_positive))
-            db_session.commit()
             return Lease(item_id=row.item_id, expires_at=expires_at)
-    db_session.commit()
     return None
+
+
+def _reclaim_own_lease(
+    db_session: Session, project: Project, user: User, *, exclude: set[int], expires_at: datetime
+) -> Lease | None:
+    """The hardest item leased to `user` that the caller does not hold on its page, with a fresh lease."""
+    query = (
+        select(Hardness)
+        .where(
+            Hardness.project_id == project.id,
+            Hardness.status == "leased",
+            Hardness.lease_owner == user.id,
+            Hardness.lease_expires_at > utcnow(),
+        )
+        .order_by(Hardness.priority.desc(), Hardness.item_id)
+        .limit(len(exclude) + 1)
+        .with_for_update(skip_locked=True)
+    )
+    row = next((r for r in db_session.scalars(query) if r.item_id not in exclude), None)
+    if row is None:
+        return None
+    row.lease_expires_at, row.updated_at = expires_at, utcnow()
+    return Lease(item_id=row.item_id, expires_at=expires_at)
+
+
+def renew_leases(
+    *, db_session: Session, project: Project, user: User, item_ids: list[int], lease_minutes: int
+) -> tuple[list[int], datetime]:
+    """The open label page's heartbeat: extends the caller's leases among `item_ids` (also one that ran out
+    while nobody else took the item); returns the items still held and the new expiry."""
+    expires_at = utcnow() + timedelta(minutes=lease_minutes)
+    held = list(
+        db_session.scalars(
+            update(Hardness)
+            .where(
+                Hardness.project_id == project.id,
+                Hardness.item_id.in_(item_ids),
+                Hardness.status == "leased",
+                Hardness.lease_owner == user.id,
+            )
+            .values(lease_expires_at=expires_at)
+            .returning(Hardness.item_id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    db_session.commit()
+    return sorted(held), expires_at
+
+
+def release_items(*, db_session: Session, project: Project, user: User, item_ids: list[int]) -> list[int]:
+    """Gives back the caller's leases among `item_ids` (a closing page); others' leases are left alone."""
+    released = list(
+        db_session.scalars(
+            update(Hardness)
+            .where(
+                Hardness.project_id == project.id,
+                Hardness.item_id.in_(item_ids),
+                Hardness.status == "leased",
+                Hardness.lease_owner == user.id,
+            )
+            .values(status="pending", lease_owner=None, lease_expires_at=None, updated_at=utcnow())
+            .returning(Hardness.item_id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    db_session.commit()
+    return sorted(released)
 
 
 def lease_item_to(*, db_session: Session, hardness: Hardness, user: User, lease_minutes: int) -> Lease:
@@ -263,7 +349,9 @@ def _reasons(project: Project, hardness: Hardness, predictions: list[Prediction]
     if not scores:
         computed = ["no model scored it"]
     else:
-        boxes = {p.model: p.boxes or [] for p in predictions} if project.kind == "detection" else None
+        boxes = None
+        if takes_boxes(project):  # binary projects compare only the detectors (models that drew a box)
+            boxes = {p.model: p.boxes or [] for p in predictions if project.kind == "detection" or p.boxes}
         computed = hardness_for_item(
             scores,
             threshold=ranking_threshold(project),
@@ -338,16 +426,15 @@ def status_counts(*, db_session: Session, project_id: int) -> dict[str, int]:
     return counts
 
 
-def live_lease_count(*, db_session: Session, project_id: int) -> int:
-    return (
-        db_session.scalar(
-            select(func.count()).where(
-                and_(
-                    Hardness.project_id == project_id,
-                    Hardness.status == "leased",
-                    Hardness.lease_expires_at > utcnow(),
-                )
-            )
+def live_lease_count(*, db_session: Session, project_id: int, excluding_user: int | None = None) -> int:
+    """Items someone is labeling now; with `excluding_user`, only other people's (what hides work from them)."""
+    query = select(func.count()).where(
+        and_(
+            Hardness.project_id == project_id,
+            Hardness.status == "leased",
+            Hardness.lease_expires_at > utcnow(),
         )
-        or 0
     )
+    if excluding_user is not None:
+        query = query.where(Hardness.lease_owner != excluding_user)
+    return db_session.scalar(query) or 0
