@@ -32,7 +32,9 @@ class Settings(BaseSettings):
         False, description="Image URLs are stored as references, never fetched, unless set"
     )
     sample_data: Path = Field(default_factory=_default_sample_data, description="The shared/data folder")
-    lease_minutes: int = Field(10, ge=1)
+    lease_minutes: int = Field(
+        2, ge=1, description="How long an item stays leased without the label page's heartbeat (closed tab)"
+    )
     visibility_timeout_s: int = Field(3600, ge=10, description="Broker redelivery of unacked tasks")
     job_heartbeat_s: int = Field(10, ge=1)
     secure_cookies: bool = False
