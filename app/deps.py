@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.auth import keys as key_service
 from app.auth.models import ApiKey, User
-from app.auth.sessions import SessionData, csrf_ok, read_session
+from app.auth.sessions import SessionData, csrf_ok, load_session_user, read_session
 from app.core.blobs import BlobStore
 from app.core.config import Settings
 from app.core.db import utcnow
@@ -124,8 +124,8 @@ BrowserSession = Annotated[SessionData | None, Depends(read_checked_session)]
 
 
 def user_of_session(data: SessionData | None, session: Session) -> User:
-    user = session.get(User, data.user_id) if data else None
-    if user is None or not user.is_active:
+    user = load_session_user(db_session=session, data=data) if data else None
+    if user is None:  # no cookie, or its session was logged out, revoked, expired or the user deactivated
         raise ApiError(401, "session", "log in first")
     return user
 

@@ -1,6 +1,6 @@
 """Imports every domain's models so Base.metadata is complete (Alembic, tests)."""
 
-from app.auth.models import ApiKey, User
+from app.auth.models import ApiKey, LoginFailure, User, UserSession
 from app.core.db import Base
 from app.datasets.models import DatasetItem, DatasetVersion, HoldoutItem
 from app.drift.models import DriftCheck
@@ -26,6 +26,7 @@ __all__ = [
     "Item",
     "Job",
     "JobMetric",
+    "LoginFailure",
     "ModelVersion",
     "Prediction",
     "Project",
@@ -35,4 +36,5 @@ __all__ = [
     "Review",
     "StageChange",
     "User",
+    "UserSession",
 ]

@@ -19,18 +19,6 @@ from app.deps import (
     user_of_session,
 )
 from app.users import service
-from app.users.service import LoginThrottle
-
-
-def get_login_throttle(request: Request) -> LoginThrottle:
-    """One throttle per app (tests build several apps in one process)."""
-    state = request.app.state
-    if not hasattr(state, "login_throttle"):
-        state.login_throttle = LoginThrottle()
-    return state.login_throttle
-
-
-ThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 
 
 def require_project_member(project: ProjectDep, user: CurrentUser, session: SessionDep) -> User:

@@ -7,11 +7,11 @@ from fastapi.responses import JSONResponse
 
 from app.auth.models import User
 from app.auth.sessions import end_session, start_session
+from app.auth.throttle import LoginThrottled, login_attempt
 from app.core.errors import ApiError
-from app.deps import AdminUser, CurrentUser, ProjectDep, SessionDep, SettingsDep
+from app.deps import AdminUser, BrowserSession, CurrentUser, ProjectDep, SessionDep, SettingsDep
 from app.projects import service as project_service
 from app.users import service
-from app.users.deps import ThrottleDep
 from app.users.schemas import (
     LoginIn,
     ProjectBrief,
@@ -51,17 +51,12 @@ def login(
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
-    throttle: ThrottleDep,
 ) -> SessionRead | JSONResponse:
     try:
-        user = service.login_attempt(
-            db_session=session,
-            throttle=throttle,
-            username=body.username,
-            password=body.password,
-            client_ip=client_ip(request),
+        user = login_attempt(
+            db_session=session, username=body.username, password=body.password, client_ip=client_ip(request)
         )
-    except service.LoginThrottled as exc:
+    except LoginThrottled as exc:
         return JSONResponse(
             {"detail": str(exc), "errors": [{"field": "username", "message": str(exc)}]},
             status_code=429,
@@ -70,15 +65,21 @@ def login(
     if user is None:
         raise ApiError(401, "password", "wrong username or password")
     data = start_session(
-        response, secret_key=settings.secret_key, user_id=user.id, secure=settings.secure_cookies
+        response,
+        db_session=session,
+        secret_key=settings.secret_key,
+        user_id=user.id,
+        secure=settings.secure_cookies,
     )
+    session.commit()
     return _session_read(session, user, data.csrf)
 
 
 @auth_router.post("/logout", status_code=204)
-def logout(_user: CurrentUser) -> Response:
+def logout(_user: CurrentUser, browser: BrowserSession, session: SessionDep) -> Response:
     response = Response(status_code=204)
-    end_session(response)
+    end_session(response, db_session=session, data=browser)
+    session.commit()
     return response
 
 

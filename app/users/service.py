@@ -1,12 +1,6 @@
-"""Login with throttling, admin user management and project membership (plain functions, session passed in)."""
+"""Admin user management and project membership (plain functions, session passed in)."""
 
 from __future__ import annotations
-
-import math
-import threading
-import time
-from collections import deque
-from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -14,87 +8,11 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import ROLES, User
 from app.auth.passwords import hash_password
-from app.auth.users import MIN_PASSWORD_LENGTH, authenticate, create_user
+from app.auth.sessions import revoke_user_sessions
+from app.auth.users import MIN_PASSWORD_LENGTH, create_user
 from app.core.db import is_postgres
 from app.projects.models import Project
 from app.users.models import ProjectMember
-
-
-class LoginThrottled(Exception):
-    """Too many failed logins for this username from this client; `retry_after_s` says how long to wait."""
-
-    def __init__(self, retry_after_s: int) -> None:
-        super().__init__(f"too many failed logins; try again in {retry_after_s} s")
-        self.retry_after_s = retry_after_s
-
-
-@dataclass
-class LoginThrottle:
-    """Failed-login counter per (username, client IP): `max_failures` within `window_s` locks for `lockout_s`.
-
-    In memory, per process: with several API processes an attacker gets `max_failures` tries per process
-    per window, which still bounds guessing; a shared store (Redis) would make it exact.
-    """
-
-    max_failures: int = 5
-    window_s: float = 300.0
-    lockout_s: float = 300.0
-    _failures: dict[tuple[str, str], deque] = field(default_factory=dict, repr=False)
-    _locked_until: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @staticmethod
-    def key(username: str, client_ip: str) -> tuple[str, str]:
-        return (username.strip().lower(), client_ip)
-
-    def retry_after(self, username: str, client_ip: str, now: float | None = None) -> int | None:
-        """Seconds until this (username, client) may try again, or None when it may try now."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            until = self._locked_until.get(self.key(username, client_ip))
-            if until is None or until <= now:
-                return None
-            return max(1, math.ceil(until - now))
-
-    def record_failure(self, username: str, client_ip: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        key = self.key(username, client_ip)
-        with self._lock:
-            failures = self._failures.setdefault(key, deque())
-            failures.append(now)
-            while failures and failures[0] < now - self.window_s:
-                failures.popleft()
-            if len(failures) >= self.max_failures:
-                self._locked_until[key] = now + self.lockout_s
-                failures.clear()
-
-    def record_success(self, username: str, client_ip: str) -> None:
-        key = self.key(username, client_ip)
-        with self._lock:
-            self._failures.pop(key, None)
-            self._locked_until.pop(key, None)
-
-
-def login_attempt(
-    *, db_session: Session, throttle: LoginThrottle, username: str, password: str, client_ip: str
-) -> User | None:
-    """The user when the credentials are right, None when wrong; raises LoginThrottled while locked out.
-
-    The lockout is checked before the password, so a locked-out guesser learns nothing from a right guess.
-    """
-    wait = throttle.retry_after(username, client_ip)
-    if wait is not None:
-        raise LoginThrottled(wait)
-    user = authenticate(db_session=db_session, username=username, password=password)
-    if user is None:
-        throttle.record_failure(username, client_ip)
-        wait = throttle.retry_after(username, client_ip)
-        if wait is not None:
-            raise LoginThrottled(wait)
-        return None
-    throttle.record_success(username, client_ip)
-    return user
-
 
 # --- admin user management ----------------------------------------------------------------------------------
 
@@ -128,7 +46,9 @@ def update_account(
     is_active: bool | None = None,
     password: str | None = None,
 ) -> User:
-    """Raises ValueError("field: message"); an admin cannot demote or deactivate themselves (no lock-out)."""
+    """Raises ValueError("field: message"); an admin cannot demote or deactivate themselves (no lock-out).
+
+    A new password or a deactivation ends all of the user's sessions (an admin re-keying themselves too)."""
     if role is not None:
         if role not in ROLES:
             raise ValueError(f"role: must be one of {list(ROLES)}")
@@ -142,6 +62,8 @@ def update_account(
     if password is not None:
         check_password_length(password)
         user.password_hash = hash_password(password)
+    if password is not None or is_active is False:
+        revoke_user_sessions(db_session=db_session, user_id=user.id)  # old cookies end everywhere at once
     db_session.flush()
     return user
 

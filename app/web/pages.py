@@ -10,14 +10,13 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 
-from app.auth.sessions import end_session, read_session, start_session
+from app.auth.sessions import end_session, load_session_user, read_session, start_session
+from app.auth.throttle import LoginThrottled, login_attempt
 from app.core.errors import ApiError
-from app.deps import SessionDep, SettingsDep
+from app.deps import BrowserSession, SessionDep, SettingsDep
 from app.ingest.models import Item
 from app.projects import service as project_service
 from app.users import service as user_service
-from app.users.deps import ThrottleDep
-from app.users.service import LoginThrottled
 from app.web.deps import PageUser
 from app.web.templating import render
 
@@ -50,8 +49,9 @@ def _login_page(request: Request, *, next_url: str, error: str = "", username: s
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, settings: SettingsDep, next: str = "/") -> Response:
-    if read_session(request, settings.secret_key) is not None:
+def login_form(request: Request, settings: SettingsDep, session: SessionDep, next: str = "/") -> Response:
+    data = read_session(request, settings.secret_key)
+    if data is not None and load_session_user(db_session=session, data=data) is not None:
         return RedirectResponse(safe_next(next), status_code=303)
     return _login_page(request, next_url=safe_next(next))
 
@@ -61,7 +61,6 @@ def login_submit(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    throttle: ThrottleDep,
     username: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/",
@@ -74,9 +73,8 @@ def login_submit(
             request, next_url=next_url, username=username, status=400, error="The form expired; try again."
         )
     try:
-        user = user_service.login_attempt(
+        user = login_attempt(
             db_session=session,
-            throttle=throttle,
             username=username.strip(),
             password=password,
             client_ip=request.client.host if request.client else "",
@@ -94,15 +92,23 @@ def login_submit(
             request, next_url=next_url, username=username, status=401, error="Wrong username or password."
         )
     response = RedirectResponse(next_url, status_code=303)
-    start_session(response, secret_key=settings.secret_key, user_id=user.id, secure=settings.secure_cookies)
+    start_session(
+        response,
+        db_session=session,
+        secret_key=settings.secret_key,
+        user_id=user.id,
+        secure=settings.secure_cookies,
+    )
+    session.commit()
     response.delete_cookie(LOGIN_COOKIE, path="/login")
     return response
 
 
 @router.post("/logout")
-def logout(_user: PageUser) -> Response:
+def logout(_user: PageUser, browser: BrowserSession, session: SessionDep) -> Response:
     response = RedirectResponse("/login", status_code=303)
-    end_session(response)
+    end_session(response, db_session=session, data=browser)
+    session.commit()
     return response
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from app.users.service import LoginThrottle
 from tests.utils.accounts import PASSWORD, logged_in, make_user
 from tests.utils.factories import make_project
 
@@ -40,15 +39,6 @@ def test_five_failures_lock_the_username_from_that_client_with_retry_after(app, 
     locked = client.post("/api/v1/auth/login", json={"username": "ann", "password": PASSWORD})
     assert locked.status_code == 429
     assert int(locked.headers["Retry-After"]) > 0
-
-
-def test_throttle_unlocks_after_the_lockout_and_counts_per_client():
-    throttle = LoginThrottle(max_failures=2, window_s=60, lockout_s=30)
-    throttle.record_failure("ann", "1.1.1.1", now=0)
-    throttle.record_failure("ann", "1.1.1.1", now=1)
-    assert throttle.retry_after("ann", "1.1.1.1", now=2) == 29
-    assert throttle.retry_after("ann", "2.2.2.2", now=2) is None
-    assert throttle.retry_after("ann", "1.1.1.1", now=31) is None
 
 
 def test_logout_ends_the_session(app, db):

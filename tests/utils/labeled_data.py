@@ -107,7 +107,10 @@ def client_as(app, db: Session, role: str, username: str | None = None) -> tuple
     db.add(user)
     db.commit()
     response = Response()
-    session = start_session(response, secret_key=app.state.settings.secret_key, user_id=user.id, secure=False)
+    session = start_session(
+        response, db_session=db, secret_key=app.state.settings.secret_key, user_id=user.id, secure=False
+    )
+    db.commit()
     cookie = SimpleCookie(response.headers["set-cookie"])[SESSION_COOKIE].value
     client = TestClient(app)
     client.cookies.set(SESSION_COOKIE, cookie)
