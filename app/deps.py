@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from app.auth import keys as key_service
@@ -35,6 +36,15 @@ def get_session(request: Request) -> Iterator[Session]:
 def get_blobs(request: Request) -> BlobStore:
     return request.app.state.blobs
 
+
+# Bounded integers for ids, versions, offsets and limits: a number beyond PostgreSQL's integer range can only
+# name nothing, so it is a 422 naming the parameter instead of a driver error.
+INT4_MAX = 2**31 - 1
+DbId = Annotated[int, Field(ge=1, le=INT4_MAX)]
+IdPath = Annotated[int, Path(ge=1, le=INT4_MAX)]
+OptionalIdQuery = Annotated[int | None, Query(ge=1, le=INT4_MAX)]
+OffsetQuery = Annotated[int, Query(ge=0, le=INT4_MAX)]
+LimitQuery = Annotated[int, Query(ge=1, le=1000)]
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -70,34 +80,18 @@ def _as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite returns naive datetimes
 
 
-def require_api_key(scope: str):
-    """A dependency factory: the request must carry an active key with `scope` (and for this project)."""
-
-    def dependency(request: Request, session: SessionDep) -> ApiKey:
-        secret = _secret_from(request)
-        if not secret:
-            raise ApiError(401, "X-API-Key", "an API key is required (X-API-Key or Authorization: Bearer)")
-        key = key_service.find_active_key(db_session=session, secret=secret)
-        if key is None:
-            raise ApiError(401, "X-API-Key", "unknown or revoked API key")
-        if scope not in key.scopes:
-            raise ApiError(403, "X-API-Key", f"this key lacks the {scope!r} scope")
-        project_name = request.path_params.get("project")
-        if key.project_id is not None and project_name is not None:
-            project = project_service.get_by_name(db_session=session, name=project_name)
-            if project is not None and project.id != key.project_id:
-                raise ApiError(403, "X-API-Key", "this key is scoped to another project")
-        now = utcnow()
-        if key.last_used_at is None or _as_utc(key.last_used_at) < now - KEY_USE_RESOLUTION:
-            key.last_used_at = now  # a write per minute, not per request
-        session.commit()  # also ends the transaction before the route reads the request body
-        return key
-
-    return dependency
-
-
-IngestKey = Annotated[ApiKey, Depends(require_api_key("ingest"))]
-ReadKey = Annotated[ApiKey, Depends(require_api_key("read"))]
+def authenticated_key(request: Request, session: Session) -> ApiKey:
+    """The active key the request carries (401 otherwise); what it may do is app/auth/permissions' decision."""
+    secret = _secret_from(request)
+    if not secret:
+        raise ApiError(401, "X-API-Key", "an API key is required (X-API-Key or Authorization: Bearer)")
+    key = key_service.find_active_key(db_session=session, secret=secret)
+    if key is None:
+        raise ApiError(401, "X-API-Key", "unknown or revoked API key")
+    now = utcnow()
+    if key.last_used_at is None or _as_utc(key.last_used_at) < now - KEY_USE_RESOLUTION:
+        key.last_used_at = now  # a write per minute, not per request; the access rule commits it
+    return key
 
 
 # --- browser users -----------------------------------------------------------------------------------------
@@ -128,30 +122,3 @@ def user_of_session(data: SessionData | None, session: Session) -> User:
     if user is None:  # no cookie, or its session was logged out, revoked, expired or the user deactivated
         raise ApiError(401, "session", "log in first")
     return user
-
-
-def get_current_user(browser: BrowserSession, session: SessionDep) -> User:
-    return user_of_session(browser, session)
-
-
-CurrentUser = Annotated[User, Depends(get_current_user)]
-
-
-def ensure_role(user: User, role: str) -> User:
-    """The user must hold `role` or a higher one (annotator < reviewer < admin)."""
-    if ROLE_RANK[user.role] < ROLE_RANK[role]:
-        raise ApiError(403, "role", f"this needs the {role} role")
-    return user
-
-
-def require_role(role: str):
-    """A dependency: the logged-in user must hold `role` or a higher one."""
-
-    def dependency(user: CurrentUser) -> User:
-        return ensure_role(user, role)
-
-    return dependency
-
-
-ReviewerUser = Annotated[User, Depends(require_role("reviewer"))]
-AdminUser = Annotated[User, Depends(require_role("admin"))]

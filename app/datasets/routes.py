@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 
+from app.auth import permissions as can
 from app.datasets import service
 from app.datasets.models import DatasetVersion
 from app.datasets.schemas import (
@@ -17,8 +18,7 @@ from app.datasets.schemas import (
     HoldoutGrow,
     HoldoutRead,
 )
-from app.deps import AdminUser, BlobsDep, ProjectDep, ReviewerUser, SessionDep, SettingsDep
-from app.jobs.access import Viewer
+from app.deps import BlobsDep, IdPath, OffsetQuery, ProjectDep, SessionDep, SettingsDep
 from app.jobs.service import as_utc
 from app.projects.models import Project
 
@@ -36,7 +36,7 @@ def _columns(version: DatasetVersion) -> dict:
 
 @router.post("/datasets", response_model=DatasetVersionRead, status_code=201)
 def freeze(
-    body: DatasetFreeze, project: ProjectDep, session: SessionDep, user: ReviewerUser
+    body: DatasetFreeze, user: can.ProjectReviewer, project: ProjectDep, session: SessionDep
 ) -> DatasetVersionRead:
     version = service.freeze_dataset_version(
         db_session=session, project=project, freeze=body, user_id=user.id
@@ -45,19 +45,22 @@ def freeze(
     return version_read(project, version)
 
 
-@router.get("/datasets", response_model=list[DatasetVersionRead])
-def list_versions(project: ProjectDep, session: SessionDep, _: Viewer) -> list[DatasetVersionRead]:
+@router.get("/datasets", response_model=list[DatasetVersionRead], dependencies=[Depends(can.read_project)])
+def list_versions(project: ProjectDep, session: SessionDep) -> list[DatasetVersionRead]:
     return [version_read(project, v) for v in service.list_versions(db_session=session, project=project)]
 
 
-@router.get("/datasets/{version}", response_model=DatasetVersionDetail)
+@router.get(
+    "/datasets/{version}",
+    response_model=DatasetVersionDetail,
+    dependencies=[Depends(can.read_dataset_version)],
+)
 def read_version(
-    version: int,
+    version: IdPath,
     project: ProjectDep,
     session: SessionDep,
-    _: Viewer,
     split: Literal["train", "val", "holdout"] | None = Query(None, description="only this split's items"),
-    offset: int = Query(0, ge=0),
+    offset: OffsetQuery = 0,
     limit: int = Query(
         10_000, ge=0, le=100_000, description="items per page (stats cover the whole version)"
     ),
@@ -83,14 +86,17 @@ def read_version(
     )
 
 
-@router.get("/datasets/{version}/export", response_class=FileResponse)
+@router.get(
+    "/datasets/{version}/export",
+    response_class=FileResponse,
+    dependencies=[Depends(can.read_dataset_version)],
+)
 def export_version(
-    version: int,
+    version: IdPath,
     project: ProjectDep,
     session: SessionDep,
     settings: SettingsDep,
     blobs: BlobsDep,
-    _: Viewer,
     format: str = Query(
         "jsonl", description="jsonl, parquet, imagefolder, yolo, coco, label_studio, dpo_pairs"
     ),
@@ -104,14 +110,16 @@ def export_version(
     )
 
 
-@router.get("/holdout", response_model=HoldoutRead)
-def read_holdout(project: ProjectDep, session: SessionDep, _: Viewer) -> HoldoutRead:
+@router.get("/holdout", response_model=HoldoutRead, dependencies=[Depends(can.read_project)])
+def read_holdout(project: ProjectDep, session: SessionDep) -> HoldoutRead:
     classes = service.holdout_summary(db_session=session, project=project)
     return HoldoutRead(project=project.name, size=sum(classes.values()), classes=classes)
 
 
 @router.post("/holdout/grow", response_model=HoldoutRead)
-def grow_holdout(body: HoldoutGrow, project: ProjectDep, session: SessionDep, user: AdminUser) -> HoldoutRead:
+def grow_holdout(
+    body: HoldoutGrow, user: can.ProjectAdmin, project: ProjectDep, session: SessionDep
+) -> HoldoutRead:
     added = service.grow_holdout(db_session=session, project=project, fraction=body.fraction, user_id=user.id)
     session.commit()
     classes = service.holdout_summary(db_session=session, project=project)

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
+from app.auth import permissions as can
 from app.deps import ProjectDep, SessionDep
 from app.drift import service
 from app.drift.schemas import DriftCheckRead, DriftReport
-from app.jobs.access import Viewer
 
 router = APIRouter(prefix="/api/v1/projects/{project}", tags=["drift"])
 
 
-@router.get("/drift", response_model=DriftReport)
+@router.get("/drift", response_model=DriftReport, dependencies=[Depends(can.read_project)])
 def read_drift(
     project: ProjectDep,
     session: SessionDep,
-    _reader: Viewer,
     history: Annotated[int, Query(ge=0, le=500, description="how many past checks to list")] = 50,
 ) -> DriftReport:
     latest = service.latest_checks(db_session=session, project=project)

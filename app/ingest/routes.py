@@ -7,19 +7,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
+from app.auth import permissions as can
 from app.core.errors import ApiError
-from app.deps import BlobsDep, IngestKey, ProjectDep, ReadKey, SessionDep, SettingsDep
+from app.deps import BlobsDep, LimitQuery, OffsetQuery, ProjectDep, SessionDep, SettingsDep
 from app.ingest import service
 from app.ingest.schemas import IngestSummary, ItemPage, ItemRead, PredictionRead
 
 router = APIRouter(prefix="/api/v1/projects/{project}", tags=["ingest"])
+# GET /items/{external_id:path} matches any tail, so app.main includes this router after the routes of
+# /items/{item_id}/... (image, history): an external id may hold '/' (cam7/2026-11-25T08:14:03Z).
+items_router = APIRouter(prefix="/api/v1/projects/{project}", tags=["ingest"])
 
 
-async def _read_batch(request: Request, max_bytes: int) -> tuple[Any, dict[str, bytes]]:
+async def _read_batch(request: Request, max_bytes: int) -> tuple[bytes, dict[str, bytes]]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form(max_part_size=max_bytes)
@@ -29,8 +33,8 @@ async def _read_batch(request: Request, max_bytes: int) -> tuple[Any, dict[str, 
         raw = form.get("batch")
         if not isinstance(raw, str):
             raise ApiError(422, "batch", "multipart uploads need a 'batch' form field holding the JSON batch")
-        return _parse_json(raw.encode()), files
-    return _parse_json(await request.body()), {}
+        return raw.encode(), files
+    return await request.body(), {}
 
 
 def _parse_json(body: bytes) -> Any:
@@ -46,6 +50,10 @@ def _items_of(payload: Any, limit: int) -> list[Any]:
     items = payload["items"]
     if not isinstance(items, list):
         raise ApiError(422, "items", "'items' must be a list")
+    return _within_limit(items, limit)
+
+
+def _within_limit(items: list[Any], limit: int) -> list[Any]:
     if not items:
         raise ApiError(422, "items", "'items' is empty")
     if len(items) > limit:
@@ -60,8 +68,13 @@ class UploadedBatch:
 
 
 async def read_uploaded_batch(request: Request, settings: SettingsDep) -> UploadedBatch:
-    payload, files = await _read_batch(request, settings.max_image_bytes)
-    return UploadedBatch(raw_items=_items_of(payload, settings.max_batch_items), files=files)
+    body, files = await _read_batch(request, settings.max_image_bytes)
+    # One validating parse of the whole body; only a batch with a problem is parsed again item by item,
+    # which keeps its good items and names each bad one.
+    items = service.parse_batch_json(body, max_metadata_bytes=settings.max_metadata_bytes)
+    if items is None:
+        items = _items_of(_parse_json(body), settings.max_batch_items)
+    return UploadedBatch(raw_items=_within_limit(items, settings.max_batch_items), files=files)
 
 
 UploadedBatchDep = Annotated[UploadedBatch, Depends(read_uploaded_batch)]
@@ -75,9 +88,9 @@ UploadedBatchDep = Annotated[UploadedBatch, Depends(read_uploaded_batch)]
         207: {"description": "some items were rejected; the rest were stored"},
         422: {"description": "every item was rejected, or the body is not a batch"},
     },
+    dependencies=[Depends(can.ingest_into_project)],
 )
 def ingest_predictions(
-    _key: IngestKey,
     batch: UploadedBatchDep,
     project: ProjectDep,
     session: SessionDep,
@@ -86,7 +99,7 @@ def ingest_predictions(
 ) -> Any:
     """Idempotent batch upload of items and their model predictions (JSON or multipart).
 
-    Parameter order matters: the key check commits, the body is read while no transaction is open, and the
+    Parameter order matters: the access rule (declared on the route, so it runs first) commits, the body is read while no transaction is open, and the
     handler is sync, so it runs in the threadpool and never holds SQLite's write lock across an await.
     """
     summary = service.ingest_batch(
@@ -110,13 +123,12 @@ def _item_read(item, predictions) -> ItemRead:
     return read
 
 
-@router.get("/items", response_model=ItemPage)
+@router.get("/items", response_model=ItemPage, dependencies=[Depends(can.read_project)])
 def list_items(
     project: ProjectDep,
     session: SessionDep,
-    _key: ReadKey,
-    limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    limit: LimitQuery = 50,
+    offset: OffsetQuery = 0,
     model: str | None = None,
     camera_id: str | None = None,
     is_night: bool | None = None,
@@ -139,8 +151,10 @@ def list_items(
     )
 
 
-@router.get("/items/{external_id}", response_model=ItemRead)
-def read_item(external_id: str, project: ProjectDep, session: SessionDep, _key: ReadKey) -> ItemRead:
+@items_router.get(
+    "/items/{external_id:path}", response_model=ItemRead, dependencies=[Depends(can.read_item_by_external_id)]
+)
+def read_item(external_id: str, project: ProjectDep, session: SessionDep) -> ItemRead:
     item = service.get_item(db_session=session, project=project, external_id=external_id)
     if item is None:
         raise ApiError(404, "external_id", f"no item {external_id!r} in project {project.name!r}")

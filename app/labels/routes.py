@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.deps import ProjectDep, SessionDep, SettingsDep
+from app.auth import permissions as can
+from app.deps import IdPath, ProjectDep, SessionDep, SettingsDep
 from app.labels import service
 from app.labels.review import review_queue
 from app.labels.schemas import (
@@ -26,14 +27,13 @@ from app.labels.schemas import (
     UndoResult,
 )
 from app.queue.service import hardness_of, item_payload
-from app.users.deps import ProjectMember, ProjectReviewer
 
 router = APIRouter(prefix="/api/v1/projects/{project}", tags=["labels"])
 
 
 @router.post("/items/{item_id}/annotations", response_model=AnnotationCreated, status_code=201)
 def annotate(
-    item_id: int, body: AnnotationIn, project: ProjectDep, user: ProjectMember, session: SessionDep
+    item_id: IdPath, body: AnnotationIn, user: can.ItemLabeler, project: ProjectDep, session: SessionDep
 ) -> AnnotationCreated:
     """Appends a label; needs the caller's live lease unless it corrects (`supersedes`) their own label."""
     annotation, status = service.submit_annotation(
@@ -51,7 +51,11 @@ def annotate(
 
 @router.post("/annotations/{annotation_id}/undo", response_model=UndoResult)
 def undo(
-    annotation_id: int, project: ProjectDep, user: ProjectMember, session: SessionDep, settings: SettingsDep
+    annotation_id: IdPath,
+    user: can.AnnotationLabeler,
+    project: ProjectDep,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> UndoResult:
     """Retracts the caller's latest annotation (kept in history) and leases its item back to them."""
     lease = service.undo_annotation(
@@ -69,7 +73,7 @@ def undo(
 
 @router.post("/items/{item_id}/flag", response_model=FlagRead, status_code=201)
 def flag(
-    item_id: int, body: FlagIn, project: ProjectDep, user: ProjectMember, session: SessionDep
+    item_id: IdPath, body: FlagIn, user: can.ItemLabeler, project: ProjectDep, session: SessionDep
 ) -> FlagRead:
     found = service.flag_item(
         db_session=session, project=project, user=user, item_id=item_id, reason=body.reason
@@ -86,7 +90,7 @@ def _history(session, project, item_id: int) -> ItemHistory:
     "/review/next", response_model=ReviewTask, responses={204: {"description": "nothing waits for review"}}
 )
 def next_review(
-    project: ProjectDep, _reviewer: ProjectReviewer, session: SessionDep
+    _reviewer: can.ProjectReviewer, project: ProjectDep, session: SessionDep
 ) -> ReviewTask | Response:
     item_id = service.next_for_review(db_session=session, project=project)
     if item_id is None:
@@ -103,8 +107,8 @@ def next_review(
 
 @router.get("/review", response_model=list[ReviewEntry])
 def review_list(
+    _reviewer: can.ProjectReviewer,
     project: ProjectDep,
-    _reviewer: ProjectReviewer,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[ReviewEntry]:
@@ -115,7 +119,7 @@ def review_list(
 
 @router.post("/items/{item_id}/review", response_model=ReviewCreated, status_code=201)
 def review(
-    item_id: int, body: ReviewIn, project: ProjectDep, reviewer: ProjectReviewer, session: SessionDep
+    item_id: IdPath, body: ReviewIn, reviewer: can.ItemReviewer, project: ProjectDep, session: SessionDep
 ) -> ReviewCreated:
     """A reviewer's decision: final over the annotators' labels, recorded with who and when."""
     decision = service.record_review(
@@ -133,13 +137,13 @@ def review(
 
 @router.get("/items/{item_id}/history", response_model=ItemHistory)
 def history(
-    item_id: int, project: ProjectDep, _reviewer: ProjectReviewer, session: SessionDep
+    item_id: IdPath, _reviewer: can.ItemReviewer, project: ProjectDep, session: SessionDep
 ) -> ItemHistory:
     hardness_of(db_session=session, project=project, item_id=item_id)
     return _history(session, project, item_id)
 
 
 @router.get("/agreement", response_model=AgreementReport)
-def agreement(project: ProjectDep, _reviewer: ProjectReviewer, session: SessionDep) -> AgreementReport:
+def agreement(_reviewer: can.ProjectReviewer, project: ProjectDep, session: SessionDep) -> AgreementReport:
     """Cohen's κ per annotator pair, Fleiss' κ, agreement with consensus, per-annotator throughput."""
     return AgreementReport.model_validate(service.agreement_report(db_session=session, project=project))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Form, Response
+from fastapi import APIRouter, Body, Depends, Form, Response
 from fastapi.responses import FileResponse
 
+from app.auth import permissions as can
 from app.core.blobs import sha_from_uri
 from app.core.errors import ApiError
-from app.deps import AdminUser, BlobsDep, ProjectDep, SessionDep, SettingsDep
+from app.deps import BlobsDep, IdPath, ProjectDep, SessionDep, SettingsDep
 from app.ingest.models import Item
 from app.labels import service as labels_service
 from app.projects.schemas import ProjectRead, ProjectUpdate
@@ -25,7 +26,6 @@ from app.queue.schemas import (
     ProjectUpdated,
     QueueAction,
 )
-from app.users.deps import ProjectMember, ProjectReader
 
 router = APIRouter(prefix="/api/v1/projects/{project}", tags=["queue"])
 
@@ -36,8 +36,8 @@ router = APIRouter(prefix="/api/v1/projects/{project}", tags=["queue"])
     responses={204: {"description": "nothing left for this user in the pool"}},
 )
 def next_item(
+    user: can.ProjectLabeler,
     project: ProjectDep,
-    user: ProjectMember,
     session: SessionDep,
     settings: SettingsDep,
     body: Annotated[NextRequest | None, Body()] = None,
@@ -61,7 +61,7 @@ def next_item(
 
 @router.post("/queue/renew", response_model=LeaseRenewal)
 def renew(
-    body: LeaseIds, project: ProjectDep, user: ProjectMember, session: SessionDep, settings: SettingsDep
+    body: LeaseIds, user: can.ProjectLabeler, project: ProjectDep, session: SessionDep, settings: SettingsDep
 ) -> LeaseRenewal:
     """The open label page's heartbeat: extends the caller's leases; `lost` lists those no longer held."""
     held, expires_at = service.renew_leases(
@@ -77,8 +77,8 @@ def renew(
 
 @router.post("/queue/release", response_model=LeasesReleased)
 def release_many(
+    user: can.ProjectLabeler,
     project: ProjectDep,
-    user: ProjectMember,
     session: SessionDep,
     item_ids: Annotated[str, Form(max_length=20_000, description="comma-separated item ids")],
 ) -> LeasesReleased:
@@ -93,19 +93,19 @@ def release_many(
 
 
 @router.post("/queue/{item_id}/release", response_model=QueueAction)
-def release(item_id: int, project: ProjectDep, user: ProjectMember, session: SessionDep) -> QueueAction:
+def release(item_id: IdPath, user: can.ItemLabeler, project: ProjectDep, session: SessionDep) -> QueueAction:
     row = service.release_item(db_session=session, project=project, user=user, item_id=item_id)
     return QueueAction(item_id=item_id, status=row.status)
 
 
 @router.post("/queue/{item_id}/skip", response_model=QueueAction)
-def skip(item_id: int, project: ProjectDep, user: ProjectMember, session: SessionDep) -> QueueAction:
+def skip(item_id: IdPath, user: can.ItemLabeler, project: ProjectDep, session: SessionDep) -> QueueAction:
     row = service.skip_item(db_session=session, project=project, user=user, item_id=item_id)
     return QueueAction(item_id=item_id, status=row.status)
 
 
 @router.get("/progress", response_model=Progress)
-def progress(project: ProjectDep, user: ProjectMember, session: SessionDep) -> Progress:
+def progress(user: can.ProjectLabeler, project: ProjectDep, session: SessionDep) -> Progress:
     return Progress.model_validate(labels_service.progress(db_session=session, project=project, user=user))
 
 
@@ -127,10 +127,8 @@ def media_type_of(head: bytes) -> str:
     )
 
 
-@router.get("/items/{item_id}/image", response_class=FileResponse)
-def item_image(
-    item_id: int, project: ProjectDep, _reader: ProjectReader, session: SessionDep, blobs: BlobsDep
-) -> FileResponse:
+@router.get("/items/{item_id}/image", response_class=FileResponse, dependencies=[Depends(can.read_item)])
+def item_image(item_id: IdPath, project: ProjectDep, session: SessionDep, blobs: BlobsDep) -> FileResponse:
     """The stored image bytes; items that only reference a URL have none here (URLs are never fetched)."""
     item = session.get(Item, item_id)
     if item is None or item.project_id != project.id:
@@ -147,9 +145,9 @@ def item_image(
     )
 
 
-@router.patch("", response_model=ProjectUpdated)
+@router.patch("", response_model=ProjectUpdated, dependencies=[Depends(can.admin_project)])
 def update_project(
-    body: ProjectUpdate, project: ProjectDep, _admin: AdminUser, session: SessionDep, settings: SettingsDep
+    body: ProjectUpdate, project: ProjectDep, session: SessionDep, settings: SettingsDep
 ) -> ProjectUpdated:
     """Admins change threshold, strategy, weights or overlap; a ranking change re-ranks the whole project."""
     rerank = update_project_ranking(db_session=session, project=project, project_in=body, settings=settings)

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 
+from app.auth import permissions as can
 from app.core.errors import ApiError
-from app.deps import AdminUser, ProjectDep, SessionDep
-from app.jobs.access import ModelReader, Viewer
+from app.deps import IdPath, ProjectDep, SessionDep
 from app.registry import service
 from app.registry.schemas import ModelVersionRead, ProductionModel, PromoteBody, StageChangeRead
 
 router = APIRouter(prefix="/api/v1/projects/{project}/models", tags=["registry"])
 
 
-@router.get("", response_model=list[ModelVersionRead])
-def list_models(project: ProjectDep, session: SessionDep, _: Viewer) -> list[dict]:
+@router.get("", response_model=list[ModelVersionRead], dependencies=[Depends(can.read_project)])
+def list_models(project: ProjectDep, session: SessionDep) -> list[dict]:
     return service.comparison_rows(db_session=session, project=project)
 
 
-@router.get("/production", response_model=ProductionModel)
-def read_production(project: ProjectDep, session: SessionDep, _: ModelReader) -> ProductionModel:
+@router.get("/production", response_model=ProductionModel, dependencies=[Depends(can.pull_production_model)])
+def read_production(project: ProjectDep, session: SessionDep) -> ProductionModel:
     model = service.production_model(db_session=session, project=project)
     if model is None:
         raise ApiError(404, "stage", f"project {project.name!r} has no production model yet")
@@ -41,14 +41,14 @@ def read_production(project: ProjectDep, session: SessionDep, _: ModelReader) ->
     )
 
 
-@router.get("/history", response_model=list[StageChangeRead])
-def read_history(project: ProjectDep, session: SessionDep, _: Viewer) -> list[dict]:
+@router.get("/history", response_model=list[StageChangeRead], dependencies=[Depends(can.read_project)])
+def read_history(project: ProjectDep, session: SessionDep) -> list[dict]:
     return service.stage_history(db_session=session, project=project)
 
 
 @router.post("/rollback", response_model=ModelVersionRead)
 def rollback_production(
-    project: ProjectDep, session: SessionDep, user: AdminUser, body: PromoteBody | None = None
+    user: can.ProjectAdmin, project: ProjectDep, session: SessionDep, body: PromoteBody | None = None
 ) -> dict:
     model = service.rollback(
         db_session=session, project=project, user_id=user.id, note=(body or PromoteBody()).note
@@ -57,14 +57,18 @@ def rollback_production(
     return _row(session, project, model.version)
 
 
-@router.get("/{version}", response_model=ModelVersionRead)
-def read_model(version: int, project: ProjectDep, session: SessionDep, _: Viewer) -> dict:
+@router.get("/{version}", response_model=ModelVersionRead, dependencies=[Depends(can.read_model_version)])
+def read_model(version: IdPath, project: ProjectDep, session: SessionDep) -> dict:
     return _row(session, project, version)
 
 
 @router.post("/{version}/promote", response_model=ModelVersionRead)
 def promote_model(
-    version: int, project: ProjectDep, session: SessionDep, user: AdminUser, body: PromoteBody | None = None
+    version: IdPath,
+    user: can.ModelVersionAdmin,
+    project: ProjectDep,
+    session: SessionDep,
+    body: PromoteBody | None = None,
 ) -> dict:
     service.promote(
         db_session=session,
@@ -79,7 +83,11 @@ def promote_model(
 
 @router.post("/{version}/rollback", response_model=ModelVersionRead)
 def rollback_to(
-    version: int, project: ProjectDep, session: SessionDep, user: AdminUser, body: PromoteBody | None = None
+    version: IdPath,
+    user: can.ModelVersionAdmin,
+    project: ProjectDep,
+    session: SessionDep,
+    body: PromoteBody | None = None,
 ) -> dict:
     service.rollback(
         db_session=session,
@@ -92,8 +100,8 @@ def rollback_to(
     return _row(session, project, version)
 
 
-@router.get("/{version}/artifact", response_class=FileResponse)
-def download_artifact(version: int, project: ProjectDep, session: SessionDep, _: ModelReader) -> FileResponse:
+@router.get("/{version}/artifact", response_class=FileResponse, dependencies=[Depends(can.download_artifact)])
+def download_artifact(version: IdPath, project: ProjectDep, session: SessionDep) -> FileResponse:
     model = service.get_model(db_session=session, project=project, version=version)
     archive = Path(model.artifact_archive)
     if not archive.exists():

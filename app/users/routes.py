@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from app.auth import permissions as can
 from app.auth.models import User
 from app.auth.sessions import end_session, start_session
 from app.auth.throttle import LoginThrottled, login_attempt
 from app.core.errors import ApiError
-from app.deps import AdminUser, BrowserSession, CurrentUser, ProjectDep, SessionDep, SettingsDep
+from app.deps import BrowserSession, IdPath, ProjectDep, SessionDep, SettingsDep
 from app.projects import service as project_service
 from app.users import service
 from app.users.schemas import (
@@ -44,6 +45,7 @@ def _session_read(db_session, user: User, csrf: str) -> SessionRead:
     "/login",
     response_model=SessionRead,
     responses={401: {"description": "wrong credentials"}, 429: {"description": "throttled; see Retry-After"}},
+    dependencies=[Depends(can.public)],
 )
 def login(
     body: LoginIn,
@@ -76,7 +78,7 @@ def login(
 
 
 @auth_router.post("/logout", status_code=204)
-def logout(_user: CurrentUser, browser: BrowserSession, session: SessionDep) -> Response:
+def logout(_user: can.SignedInUser, browser: BrowserSession, session: SessionDep) -> Response:
     response = Response(status_code=204)
     end_session(response, db_session=session, data=browser)
     session.commit()
@@ -84,7 +86,7 @@ def logout(_user: CurrentUser, browser: BrowserSession, session: SessionDep) -> 
 
 
 @auth_router.get("/me", response_model=SessionRead)
-def me(request: Request, user: CurrentUser, session: SessionDep) -> SessionRead:
+def me(request: Request, user: can.SignedInUser, session: SessionDep) -> SessionRead:
     return _session_read(session, user, request.state.csrf)
 
 
@@ -94,8 +96,8 @@ def _admin_read(session, user: User) -> UserAdminRead:
     return read
 
 
-@users_router.get("", response_model=list[UserAdminRead])
-def list_users(session: SessionDep, _admin: AdminUser) -> list[UserAdminRead]:
+@users_router.get("", response_model=list[UserAdminRead], dependencies=[Depends(can.admin)])
+def list_users(session: SessionDep) -> list[UserAdminRead]:
     return [_admin_read(session, u) for u in service.list_users(db_session=session)]
 
 
@@ -115,8 +117,8 @@ def _value_error(exc: ValueError) -> ApiError:
     return ApiError(status, field, message or str(exc))
 
 
-@users_router.post("", response_model=UserAdminRead, status_code=201)
-def create_user(body: UserCreate, session: SessionDep, _admin: AdminUser) -> UserAdminRead:
+@users_router.post("", response_model=UserAdminRead, status_code=201, dependencies=[Depends(can.admin)])
+def create_user(body: UserCreate, session: SessionDep) -> UserAdminRead:
     project_ids = _project_ids(session, body.projects)
     try:
         user = service.create_account(
@@ -140,7 +142,7 @@ def _user_or_404(session, user_id: int) -> User:
 
 
 @users_router.patch("/{user_id}", response_model=UserAdminRead)
-def update_user(user_id: int, body: UserUpdate, session: SessionDep, admin: AdminUser) -> UserAdminRead:
+def update_user(user_id: IdPath, body: UserUpdate, session: SessionDep, admin: can.Admin) -> UserAdminRead:
     user = _user_or_404(session, user_id)
     try:
         service.update_account(db_session=session, user=user, acting_admin=admin, **body.model_dump())
@@ -150,21 +152,21 @@ def update_user(user_id: int, body: UserUpdate, session: SessionDep, admin: Admi
     return _admin_read(session, user)
 
 
-@members_router.get("", response_model=list[UserRead])
-def list_members(project: ProjectDep, session: SessionDep, _admin: AdminUser) -> list[UserRead]:
+@members_router.get("", response_model=list[UserRead], dependencies=[Depends(can.admin_project)])
+def list_members(project: ProjectDep, session: SessionDep) -> list[UserRead]:
     return [UserRead.model_validate(u) for u in service.members_of(db_session=session, project_id=project.id)]
 
 
-@members_router.put("/{user_id}", status_code=204)
-def add_member(project: ProjectDep, user_id: int, session: SessionDep, _admin: AdminUser) -> Response:
+@members_router.put("/{user_id}", status_code=204, dependencies=[Depends(can.admin_project)])
+def add_member(project: ProjectDep, user_id: IdPath, session: SessionDep) -> Response:
     _user_or_404(session, user_id)
     service.add_member(db_session=session, project_id=project.id, user_id=user_id)
     session.commit()
     return Response(status_code=204)
 
 
-@members_router.delete("/{user_id}", status_code=204)
-def remove_member(project: ProjectDep, user_id: int, session: SessionDep, _admin: AdminUser) -> Response:
+@members_router.delete("/{user_id}", status_code=204, dependencies=[Depends(can.admin_project)])
+def remove_member(project: ProjectDep, user_id: IdPath, session: SessionDep) -> Response:
     service.remove_member(db_session=session, project_id=project.id, user_id=user_id)
     session.commit()
     return Response(status_code=204)

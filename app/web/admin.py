@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from app.auth import permissions as can
 from app.auth.models import ROLES, User
 from app.auth.users import MIN_PASSWORD_LENGTH
 from app.core.errors import ApiError
-from app.deps import SessionDep
+from app.deps import DbId, IdPath, SessionDep
 from app.projects import service as project_service
 from app.users import service as user_service
-from app.web.deps import PageAdmin
 from app.web.templating import render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -48,20 +48,20 @@ def _set_membership(session: Session, user: User, project_ids: list[int]) -> Non
         user_service.remove_member(db_session=session, project_id=project_id, user_id=user.id)
 
 
-@router.get("/users", response_class=HTMLResponse)
-def users_page(request: Request, _admin: PageAdmin, session: SessionDep, done: str = "") -> Response:
+@router.get("/users", response_class=HTMLResponse, dependencies=[Depends(can.page_admin)])
+def users_page(request: Request, session: SessionDep, done: str = "") -> Response:
     return _users_page(request, session, message=done)
 
 
 @router.post("/users", response_class=HTMLResponse)
 def create_user(
     request: Request,
-    _admin: PageAdmin,
+    _admin: can.PageAdmin,
     session: SessionDep,
     username: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
     role: Annotated[str, Form()] = "annotator",
-    project_ids: Annotated[list[int], Form()] = [],  # noqa: B006 (FastAPI copies form defaults)
+    project_ids: Annotated[list[DbId], Form()] = [],  # noqa: B006 (FastAPI copies form defaults)
 ) -> Response:
     username = username.strip()
     if not username:
@@ -80,13 +80,13 @@ def create_user(
 @router.post("/users/{user_id}", response_class=HTMLResponse)
 def update_user(
     request: Request,
-    user_id: int,
-    admin: PageAdmin,
+    user_id: IdPath,
+    admin: can.PageAdmin,
     session: SessionDep,
     role: Annotated[str, Form()] = "annotator",
     is_active: Annotated[str | None, Form()] = None,
     password: Annotated[str, Form()] = "",
-    project_ids: Annotated[list[int], Form()] = [],  # noqa: B006
+    project_ids: Annotated[list[DbId], Form()] = [],  # noqa: B006
 ) -> Response:
     user = session.get(User, user_id)
     if user is None:

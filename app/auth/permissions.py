@@ -1,0 +1,282 @@
+"""Who may call which route: one rule per route, decided by the project that owns the resource it names.
+
+Every route declares a rule from this module (`dependencies=[Depends(can.read_job)]`, or a parameter
+`Annotated[User, Depends(can.label_item)]` when the handler needs the caller); a test fails on a route
+that declares none. A rule names a resource (a project, item, annotation, dataset version, model version,
+job, or nothing for global routes), the least user role and, where service keys may call the route, the
+key scope. The resource is located from the route's own parameters and its OWNING project decides,
+never the shape of the URL (a job is judged by its job row's project).
+
+Access is granted to:
+- an admin (role admin sees every project);
+- a logged-in member of the owning project whose role reaches the rule's role (annotator < reviewer < admin);
+- an active API key carrying the rule's scope whose project is the owning project, or an unscoped key.
+
+Refusals, in this order (authentication first, so a stranger learns nothing about what exists):
+- 401 without a valid session or key (pages redirect the browser to /login instead);
+- 404 when the resource does not exist OR its project is not visible to the caller, with the same message
+  either way, so the existence of another project's objects never leaks;
+- 403 when the caller can see the project but its role is too low or its key lacks the scope.
+Lists are filtered by the same visibility (`visible_projects`): nobody lists a project they could not open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import Depends, Path, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException
+
+from app.auth.models import ApiKey, User
+from app.core.errors import ApiError
+from app.datasets.models import DatasetVersion
+from app.deps import (
+    ROLE_RANK,
+    BrowserSession,
+    IdPath,
+    SessionDep,
+    authenticated_key,
+    carries_api_key,
+    user_of_session,
+)
+from app.ingest.models import Item
+from app.jobs.models import Job
+from app.labels.models import Annotation
+from app.projects.models import Project
+from app.registry.models import ModelVersion
+from app.users import service as user_service
+
+Caller = User | ApiKey
+ProjectName = Annotated[str, Path(description="project name")]
+
+# Framework routes that cannot declare a dependency; they serve no project data.
+PUBLIC_FRAMEWORK_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/static"})
+
+
+# --- resources: located from the route's parameters, loaded only after authentication ----------------------
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What a route acts on: `owner` finds its project's id (None: no such resource); None for global routes."""
+
+    kind: str
+    owner: Callable[[Session], int | None] | None = None
+    field: str = ""
+    missing: str = ""
+
+
+def _owner_in(model, project: str, *conditions) -> Callable[[Session], int | None]:
+    """The project id of the `model` row matching `conditions` inside the named project."""
+    query = (
+        select(model.project_id)
+        .join(Project, Project.id == model.project_id)
+        .where(Project.name == project, *conditions)
+    )
+    return lambda session: session.scalar(query)
+
+
+def global_resource() -> Resource:
+    """Routes that touch no project's data (accounts, the job kinds, the project list filtered per caller)."""
+    return Resource("global")
+
+
+def project_resource(project: ProjectName) -> Resource:
+    owner = select(Project.id).where(Project.name == project)
+    return Resource("project", lambda s: s.scalar(owner), "project", f"unknown project {project!r}")
+
+
+def item_resource(project: ProjectName, item_id: IdPath) -> Resource:
+    missing = f"no item {item_id} in project {project!r}"
+    return Resource("item", _owner_in(Item, project, Item.id == item_id), "item_id", missing)
+
+
+def external_item_resource(project: ProjectName, external_id: str) -> Resource:
+    missing = f"no item {external_id!r} in project {project!r}"
+    owner = _owner_in(Item, project, Item.external_id == external_id)
+    return Resource("item", owner, "external_id", missing)
+
+
+def annotation_resource(project: ProjectName, annotation_id: IdPath) -> Resource:
+    missing = f"no annotation {annotation_id} in project {project!r}"
+    owner = _owner_in(Annotation, project, Annotation.id == annotation_id)
+    return Resource("annotation", owner, "annotation_id", missing)
+
+
+def dataset_version_resource(project: ProjectName, version: IdPath) -> Resource:
+    missing = f"project {project!r} has no dataset version {version}"
+    owner = _owner_in(DatasetVersion, project, DatasetVersion.version == version)
+    return Resource("dataset_version", owner, "dataset_version", missing)
+
+
+def model_version_resource(project: ProjectName, version: IdPath) -> Resource:
+    missing = f"project {project!r} has no model version {version}"
+    owner = _owner_in(ModelVersion, project, ModelVersion.version == version)
+    return Resource("model_version", owner, "version", missing)
+
+
+def job_resource(job_id: IdPath) -> Resource:
+    owner = select(Job.project_id).where(Job.id == job_id)
+    return Resource("job", lambda s: s.scalar(owner), "job", f"no job {job_id}")
+
+
+# --- the decision ----------------------------------------------------------------------------------------
+
+
+def can_see_project(*, db_session: Session, caller: Caller, project_id: int) -> bool:
+    if isinstance(caller, ApiKey):
+        return caller.project_id is None or caller.project_id == project_id
+    return user_service.can_access_project(db_session=db_session, user=caller, project_id=project_id)
+
+
+def visible_projects(*, db_session: Session, caller: Caller) -> list[Project]:
+    """The projects the caller may open, by the same rule as every route: what every list is filtered by."""
+    if isinstance(caller, User):
+        return user_service.visible_projects(db_session=db_session, user=caller)
+    query = select(Project).order_by(Project.id)
+    if caller.project_id is not None:
+        query = query.where(Project.id == caller.project_id)
+    return list(db_session.scalars(query))
+
+
+def login_location(request: Request) -> str:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return "/login" if target == "/" else f"/login?next={quote(target, safe='')}"
+
+
+def _authenticate(request: Request, browser, session: Session, scope: str | None, page: bool) -> Caller:
+    if scope is not None and carries_api_key(request):
+        return authenticated_key(request, session)
+    try:
+        return user_of_session(browser, session)
+    except ApiError as exc:
+        if page and exc.status_code == 401:
+            # A 303 makes the browser follow with GET whatever the method was (a POST from a stale tab too).
+            raise HTTPException(303, "log in first", headers={"Location": login_location(request)}) from exc
+        if scope is not None and browser is None:
+            message = (
+                f"log in, or send an API key with the {scope!r} scope (X-API-Key or Authorization: Bearer)"
+            )
+            raise ApiError(401, "X-API-Key", message) from exc
+        raise
+
+
+def _check_owner(session: Session, caller: Caller, resource: Resource) -> None:
+    if resource.owner is None:
+        return
+    project_id = resource.owner(session)
+    if project_id is None or not can_see_project(db_session=session, caller=caller, project_id=project_id):
+        raise ApiError(404, resource.field, resource.missing)
+
+
+def _check_grant(caller: Caller, role: str, scope: str | None) -> None:
+    if isinstance(caller, ApiKey):
+        if scope not in caller.scopes:
+            raise ApiError(403, "X-API-Key", f"this key lacks the {scope!r} scope")
+    elif ROLE_RANK[caller.role] < ROLE_RANK[role]:
+        raise ApiError(403, "role", f"this needs the {role} role")
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """A route's declared rule, readable by tests and docs: what it guards and who passes."""
+
+    name: str
+    resource: str
+    role: str | None  # None: public
+    scope: str | None = None  # None: service keys may not call the route
+    page: bool = False
+
+
+def rule(
+    name: str, locate: Callable[..., Resource], *, role: str, scope: str | None = None, page: bool = False
+) -> Callable[..., Caller]:
+    """A dependency enforcing one rule; it returns the caller (a User, or an ApiKey where `scope` is set)."""
+
+    def check(
+        request: Request, browser: BrowserSession, session: SessionDep, resource: Resource = Depends(locate)
+    ) -> Caller:
+        caller = _authenticate(request, browser, session, scope, page)
+        _check_owner(session, caller, resource)
+        _check_grant(caller, role, scope)
+        if isinstance(caller, User):
+            request.state.user = caller
+        session.commit()  # ends the read transaction: SQLite must not hold its lock while a body streams in
+        return caller
+
+    check.__name__ = name
+    check.access_rule = AccessRule(name, locate.__name__.removesuffix("_resource"), role, scope, page)
+    return check
+
+
+def public() -> None:
+    """Declares a route open to everyone (login, health, the login page)."""
+
+
+public.access_rule = AccessRule("public", "global", None)
+
+# --- the rules, by what the route does ----------------------------------------------------------------------
+
+signed_in = rule("signed_in", global_resource, role="annotator")
+admin = rule("admin", global_resource, role="admin")
+read_catalogue = rule("read_catalogue", global_resource, role="annotator", scope="read")
+
+read_project = rule("read_project", project_resource, role="annotator", scope="read")
+label_project = rule("label_project", project_resource, role="annotator")
+review_project = rule("review_project", project_resource, role="reviewer")
+admin_project = rule("admin_project", project_resource, role="admin")
+ingest_into_project = rule("ingest_into_project", project_resource, role="admin", scope="ingest")
+pull_production_model = rule("pull_production_model", project_resource, role="annotator", scope="models")
+
+read_item = rule("read_item", item_resource, role="annotator", scope="read")
+read_item_by_external_id = rule(
+    "read_item_by_external_id", external_item_resource, role="annotator", scope="read"
+)
+label_item = rule("label_item", item_resource, role="annotator")
+review_item = rule("review_item", item_resource, role="reviewer")
+undo_annotation = rule("undo_annotation", annotation_resource, role="annotator")
+
+read_dataset_version = rule("read_dataset_version", dataset_version_resource, role="annotator", scope="read")
+read_model_version = rule("read_model_version", model_version_resource, role="annotator", scope="read")
+download_artifact = rule("download_artifact", model_version_resource, role="annotator", scope="models")
+admin_model_version = rule("admin_model_version", model_version_resource, role="admin")
+read_job = rule("read_job", job_resource, role="annotator", scope="read")
+admin_job = rule("admin_job", job_resource, role="admin")
+
+page_signed_in = rule("page_signed_in", global_resource, role="annotator", page=True)
+page_reviewer = rule("page_reviewer", global_resource, role="reviewer", page=True)
+page_admin = rule("page_admin", global_resource, role="admin", page=True)
+page_label_project = rule("page_label_project", project_resource, role="annotator", page=True)
+page_review_project = rule("page_review_project", project_resource, role="reviewer", page=True)
+page_review_job = rule("page_review_job", job_resource, role="reviewer", page=True)
+
+# The caller, for handlers that need it (routes that do not, declare `dependencies=[Depends(rule)]`).
+CatalogueReader = Annotated[Caller, Depends(read_catalogue)]
+SignedInUser = Annotated[User, Depends(signed_in)]
+Admin = Annotated[User, Depends(admin)]
+ProjectLabeler = Annotated[User, Depends(label_project)]
+ProjectReviewer = Annotated[User, Depends(review_project)]
+ProjectAdmin = Annotated[User, Depends(admin_project)]
+ItemLabeler = Annotated[User, Depends(label_item)]
+ItemReviewer = Annotated[User, Depends(review_item)]
+AnnotationLabeler = Annotated[User, Depends(undo_annotation)]
+ModelVersionAdmin = Annotated[User, Depends(admin_model_version)]
+PageUser = Annotated[User, Depends(page_signed_in)]
+PageReviewer = Annotated[User, Depends(page_reviewer)]
+PageAdmin = Annotated[User, Depends(page_admin)]
+LabelPageUser = Annotated[User, Depends(page_label_project)]
+DashboardReviewer = Annotated[User, Depends(page_review_project)]
+JobPageReviewer = Annotated[User, Depends(page_review_job)]
+
+
+def access_rules_of(dependant) -> list[AccessRule]:
+    """The access rules a route's dependency tree declares (the route test reads it)."""
+    found = [dependant.call.access_rule] if hasattr(dependant.call, "access_rule") else []
+    for sub in dependant.dependencies:
+        found += [r for r in access_rules_of(sub) if r not in found]
+    return found
