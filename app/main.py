@@ -22,6 +22,7 @@ from app.registry.routes import router as registry_router
 from app.users.routes import auth_router, members_router, users_router
 from app.web.admin import router as admin_pages_router
 from app.web.pages import router as pages_router
+from app.web.project_pages import router as project_pages_router
 from app.web.templating import FRONTEND_DIR
 
 ROUTERS = [
@@ -30,6 +31,7 @@ ROUTERS = [
     drift_router,
     dashboard_router,
     pages_router,
+    project_pages_router,
     admin_pages_router,
     auth_router,
     users_router,

@@ -47,7 +47,8 @@ def slice_mcc_charts(slices: dict[str, dict[str, dict]]) -> list[tuple[str, Mark
     charts = []
     for key, values in sorted(slices.items()):
         bars = [
-            (f"{name} (n={row.get('n', 0)})", row.get("mcc") or 0.0) for name, row in sorted(values.items())
+            (f"{key} = {name} (n={row.get('n', 0)})", row.get("mcc") or 0.0)
+            for name, row in sorted(values.items())
         ]
         low = min([0.0, *(v for _, v in bars)])
         chart = bar_chart(

@@ -15,6 +15,7 @@ from app.core.db import utcnow
 from app.drift.service import as_utc
 from app.ingest.models import Item, Prediction
 from app.labels.models import Annotation
+from app.labels.service import agreement_by_annotator
 from app.projects.models import Project
 from app.queue.models import STATUSES, Hardness
 
@@ -133,27 +134,6 @@ def annotator_rows(*, db_session: Session, rows: list) -> list[AnnotatorRow]:
             )
         )
     return sorted(out, key=lambda row: -row.labels)
-
-
-def agreement_by_annotator(*, db_session: Session, project: Project) -> dict[int, float]:
-    """Share of an annotator's current labels that match another annotator's current label on the same item
-    (pairwise percent agreement; items only they labeled do not count)."""
-    rows = db_session.execute(
-        select(Annotation.item_id, Annotation.annotator_id, Annotation.label).where(
-            Annotation.project_id == project.id, Annotation.state == "current"
-        )
-    ).all()
-    by_item: dict[int, dict[int, int]] = defaultdict(dict)
-    for item_id, annotator_id, label in rows:
-        by_item[item_id][annotator_id] = label
-    agree: Counter[int] = Counter()
-    pairs: Counter[int] = Counter()
-    for labels in by_item.values():
-        for annotator_id, label in labels.items():
-            others = [other for who, other in labels.items() if who != annotator_id]
-            pairs[annotator_id] += len(others)
-            agree[annotator_id] += sum(other == label for other in others)
-    return {who: agree[who] / n for who, n in pairs.items() if n}
 
 
 def prediction_counts(*, db_session: Session, project: Project) -> list[tuple[str, int]]:

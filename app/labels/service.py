@@ -362,37 +362,39 @@ def progress(*, db_session: Session, project: Project, user: User) -> dict[str, 
         ),
         "labeled": counts["done"],
         "in_review": counts["review"] + counts["skipped"],
-        "agreement_rate": annotator_agreement_with_consensus(
-            db_session=db_session, project=project, user_id=user.id
+        "agreement_rate": agreement_by_annotator(db_session=db_session, project=project, user_id=user.id).get(
+            user.id
         ),
         "daily_goal": project.daily_goal,
     }
 
 
-def annotator_agreement_with_consensus(
-    *, db_session: Session, project: Project, user_id: int
-) -> float | None:
-    """Share of the user's labels on decided items that match the consensus; None before any is decided."""
-    item_ids = list(
-        db_session.scalars(
-            select(Annotation.item_id).where(
-                Annotation.project_id == project.id,
-                Annotation.annotator_id == user_id,
-                Annotation.state == "current",
+def agreement_by_annotator(
+    *, db_session: Session, project: Project, user_id: int | None = None
+) -> dict[int, float]:
+    """The one agreement figure of the label page and the overview: the share of an annotator's current labels
+    that match another annotator's current label on the same item (pairwise percent agreement). Items only
+    they labeled do not count, so someone nobody overlaps with has no figure (not 100%). `user_id`: only the
+    items that user labeled are read."""
+    current = (Annotation.project_id == project.id, Annotation.state == "current")
+    query = select(Annotation.item_id, Annotation.annotator_id, Annotation.label).where(*current)
+    if user_id is not None:
+        query = query.where(
+            Annotation.item_id.in_(
+                select(Annotation.item_id).where(*current, Annotation.annotator_id == user_id)
             )
         )
-    )
-    if not item_ids:
-        return None
-    consensus = consensus_for_items(db_session=db_session, project=project, item_ids=item_ids)
-    annotations = current_annotations(db_session, project.id, item_ids)
-    hits = [
-        a.label == consensus[i].label
-        for i, anns in annotations.items()
-        for a in anns
-        if a.annotator_id == user_id and consensus[i].decided
-    ]
-    return float(np.mean(hits)) if hits else None
+    by_item: dict[int, dict[int, int]] = defaultdict(dict)
+    for item_id, annotator_id, label in db_session.execute(query):
+        by_item[item_id][annotator_id] = label
+    agree: Counter[int] = Counter()
+    pairs: Counter[int] = Counter()
+    for labels in by_item.values():
+        for annotator_id, label in labels.items():
+            others = [other for who, other in labels.items() if who != annotator_id]
+            pairs[annotator_id] += len(others)
+            agree[annotator_id] += sum(other == label for other in others)
+    return {who: agree[who] / n for who, n in pairs.items() if n}
 
 
 def _pairwise_kappas(

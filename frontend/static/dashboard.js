@@ -148,6 +148,38 @@
     setTimeout(tick, 1500);
   }
 
+  // The header facts the API reports (attempt, start, finish, worker): same format as the server's `when`.
+  function utcMinute(iso) {
+    if (!iso) return null;
+    const zoned = /[zZ]|[+-]\d\d:?\d\d$/.test(iso) ? iso : `${iso}Z`; // SQLite gives naive UTC datetimes
+    return new Date(zoned).toISOString().slice(0, 16).replace("T", " ");
+  }
+
+  function setMoment(el, iso) {
+    if (!el) return;
+    const text = utcMinute(iso);
+    if (!text) {
+      el.textContent = "—";
+      return;
+    }
+    const time = document.createElement("time");
+    time.dateTime = iso;
+    time.textContent = text;
+    el.replaceChildren(time);
+  }
+
+  function updateJobHeader(page, job) {
+    const set = (selector, text) => {
+      const el = page.querySelector(selector);
+      if (el) el.textContent = text;
+    };
+    set("[data-attempts]", String(job.attempts));
+    set("[data-max-attempts]", String(job.max_attempts));
+    set("[data-worker]", job.worker_id || "—");
+    setMoment(page.querySelector("[data-started-at]"), job.started_at);
+    setMoment(page.querySelector("[data-finished-at]"), job.finished_at);
+  }
+
   function pollJobPage() {
     const page = document.getElementById("job-page");
     if (!page) return;
@@ -162,6 +194,7 @@
       try {
         const job = await api("GET", `/api/v1/jobs/${id}`);
         updateProgress(page, job);
+        updateJobHeader(page, job);
         const log = page.querySelector("[data-log]");
         if (log && job.log_tail !== undefined) {
           const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
@@ -198,7 +231,7 @@
     if (page.dataset.finished !== "true") setTimeout(tick, 1000);
   }
 
-  // --- buttons that POST: cancel a job, promote a model ---------------------------------------------------
+  // --- buttons that POST: cancel a job, promote or roll back a model ---------------------------------
   function bindActions() {
     for (const button of document.querySelectorAll("[data-cancel]")) {
       button.addEventListener("click", async () => {
@@ -212,12 +245,13 @@
         }
       });
     }
-    for (const button of document.querySelectorAll("[data-promote]")) {
+    // Promote and roll back: confirm, POST, reload to show the new stages.
+    for (const button of document.querySelectorAll("[data-promote], [data-post]")) {
       button.addEventListener("click", async () => {
         if (!window.confirm(button.dataset.confirm || "Promote this model to production?")) return;
         button.disabled = true;
         try {
-          await api("POST", button.dataset.promote, {});
+          await api("POST", button.dataset.promote || button.dataset.post, {});
           window.location.reload();
         } catch (err) {
           window.alert(err.message);

@@ -191,9 +191,11 @@ def test_progress_counts_the_pool_and_the_users_work(app, client, db):
         "done_total": 1,
         "queue_size": 1,
         "leased": 1,
+        "leased_by_others": 0,
         "labeled": 1,
         "in_review": 0,
-        "agreement_rate": 1.0,
+        "agreement_rate": None,  # nobody else labeled the item: no agreement figure, not 100%
+        "daily_goal": 0,
     }
 
 

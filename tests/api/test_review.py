@@ -108,3 +108,23 @@ def test_the_review_list_shows_conflicts_flags_and_skipped_out_items_with_every_
     assert tied not in {entry["item"]["id"] for entry in rev.get(f"{BASE}/review").json()}
     assert ann.get(f"{BASE}/review").status_code == 403
     assert rev.get(f"{BASE}/review?limit=0").status_code == 422
+
+
+def test_the_label_page_and_the_overview_show_the_same_agreement(app, client, db):
+    from app.dashboard.overview import project_overview
+
+    project, _ = seed_project(db, client, spread_scores(3), overlap=2)
+    ann_user = make_user(db, "ann", project=project)
+    make_user(db, "bob", project=project)
+    ann, bob = logged_in(app, "ann"), logged_in(app, "bob")
+    for ann_label, bob_label in ((1, 1), (1, 0)):
+        item_id = ann.post(f"{BASE}/queue/next").json()["item"]["id"]
+        ann.post(f"{BASE}/items/{item_id}/annotations", json={"label": ann_label})
+        assert bob.post(f"{BASE}/queue/next").json()["item"]["id"] == item_id
+        bob.post(f"{BASE}/items/{item_id}/annotations", json={"label": bob_label})
+    label_page = ann.get(f"{BASE}/progress").json()["agreement_rate"]
+    db.rollback()
+    overview = project_overview(db_session=db, project=project)
+    db.commit()
+    row = next(r for r in overview.annotators if r.user_id == ann_user.id)
+    assert label_page == row.agreement == 0.5
