@@ -9,13 +9,21 @@ HTML = {"accept": "text/html,application/xhtml+xml"}
 
 
 def test_a_forbidden_page_renders_html_for_a_browser_and_json_for_the_api(app, db):
-    make_project(db)
-    annotator, _ = client_as(app, db, "annotator")
-    page = annotator.get("/projects/roadwork/label", headers=HTML)
+    project = make_project(db)
+    annotator, _ = client_as(app, db, "annotator", project=project)
+    page = annotator.get("/projects/roadwork", headers=HTML)
     assert page.status_code == 403 and page.headers["content-type"].startswith("text/html")
-    assert "access" in page.text and "roadwork" in page.text
-    api = annotator.get("/api/v1/projects/roadwork/progress", headers=HTML)
-    assert api.status_code == 403 and api.json()["errors"][0]["field"] == "project"
+    assert "access" in page.text and "reviewer" in page.text
+    api = annotator.get("/api/v1/projects/roadwork/agreement", headers=HTML)
+    assert api.status_code == 403 and api.json()["errors"][0]["field"] == "role"
+
+
+def test_a_page_of_a_project_the_user_is_not_a_member_of_is_an_html_404(app, db):
+    make_project(db)
+    outsider, _ = client_as(app, db, "annotator")
+    page = outsider.get("/projects/roadwork/label", headers=HTML)
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "unknown project" in page.text
 
 
 def test_an_unknown_project_page_is_an_html_404(app, db):

@@ -138,7 +138,9 @@ def test_overview_page_is_refused_to_an_annotator(client: TestClient, db: Sessio
     assert client.get("/projects/roadwork").status_code == 403
 
 
-def test_dashboard_pages_are_refused_to_a_reviewer_of_other_projects(client: TestClient, db: Session) -> None:
+def test_dashboard_pages_of_other_projects_are_not_found_for_a_reviewer(
+    client: TestClient, db: Session
+) -> None:
     project = seed_project(db)
     _, running = seed_training(db, project)
     log_in(client, db, "rex", "reviewer", member=False)
@@ -148,7 +150,7 @@ def test_dashboard_pages_are_refused_to_a_reviewer_of_other_projects(client: Tes
         f"/jobs/{running.id}",
         "/projects/roadwork/models",
     ):
-        assert client.get(path).status_code == 403, path
+        assert client.get(path).status_code == 404, path
 
 
 def test_overview_page_sends_a_stranger_to_the_login_page(client: TestClient, db: Session) -> None:

@@ -16,7 +16,7 @@ BASE = "/api/v1/projects/roadwork/datasets"
 
 def setup_project(app, db, n: int = 30, **seed_kwargs):
     project = make_project(db, "roadwork")
-    reviewer_client, reviewer = client_as(app, db, "reviewer")
+    reviewer_client, reviewer = client_as(app, db, "reviewer", project=project)
     items = seed_labeled_items(
         db, BlobStore(app.state.settings.resolved_blob_dir), project, reviewer, n, **seed_kwargs
     )
@@ -136,10 +136,12 @@ def test_version_items_page_by_split(app, db):
 
 
 def test_freezing_needs_a_reviewer_and_labeled_items(app, db):
-    make_project(db, "roadwork")
-    annotator, _ = client_as(app, db, "annotator")
+    project = make_project(db, "roadwork")
+    annotator, _ = client_as(app, db, "annotator", project=project)
     assert annotator.post(BASE, json={}).status_code == 403
-    reviewer, _ = client_as(app, db, "reviewer", "rev")
+    outsider, _ = client_as(app, db, "reviewer", "outsider")
+    assert outsider.post(BASE, json={}).status_code == 404  # a reviewer of other projects cannot see this one
+    reviewer, _ = client_as(app, db, "reviewer", "rev", project=project)
     empty = reviewer.post(BASE, json={})
     assert empty.status_code == 422 and empty.json()["errors"][0]["field"] == "filters"
     bad = reviewer.post(BASE, json={"val_fraction": 0.9})

@@ -161,10 +161,11 @@ def test_missing_wrong_revoked_and_unscoped_keys_are_refused(client, db, key):
     assert post(client, key, {"items": [item("a")]}).status_code == 401
 
 
-def test_a_key_scoped_to_another_project_is_refused(client, db, key):
+def test_a_key_scoped_to_another_project_is_refused_as_if_the_project_did_not_exist(client, db, key):
     other = make_project(db, name="other")
     other_key = make_key(db, project_id=other.id)
-    assert post(client, other_key, {"items": [item("a")]}).status_code == 403
+    refused = post(client, other_key, {"items": [item("a")]})
+    assert refused.status_code == 404 and refused.json()["errors"][0]["field"] == "project"
 
 
 def test_items_can_be_listed_and_filtered(client, db, key):

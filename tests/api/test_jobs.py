@@ -46,14 +46,14 @@ def test_creating_a_job_stores_it_queued_and_sends_it_to_the_gpu_queue(app, db, 
     body = {
         "kind": "classifier_lora",
         "dataset_version": 1,
-        "base_model": "/models/tiny-vit",
+        "base_model": "builtin:vit-tiny",
         "config": {"max_steps": 5},
     }
     response = admin.post(JOBS, json=body)
     assert response.status_code == 201, response.text
     job = response.json()
     assert job["status"] == "queued" and job["queue"] == "gpu" and job["attempts"] == 0
-    assert job["config"] == {"max_steps": 5, "base_model": "/models/tiny-vit"}
+    assert job["config"] == {"max_steps": 5, "base_model": "builtin:vit-tiny"}
     assert queued_job_ids(redis_url, "gpu") == [job["id"]]
     assert [j["id"] for j in admin.get(JOBS).json()] == [job["id"]]
     assert admin.get(f"/api/v1/jobs/{job['id']}").json()["progress"] == {
@@ -88,11 +88,24 @@ def test_job_requests_are_validated_naming_the_field(app, db):
 
 
 def test_only_admins_create_and_cancel_jobs(app, db):
-    project_with_dataset(app, db)
-    reviewer, _ = client_as(app, db, "reviewer", "rev")
+    project, _ = project_with_dataset(app, db)
+    job = make_job(db, project)
+    reviewer, _ = client_as(app, db, "reviewer", "rev", project=project)
     assert reviewer.post(JOBS, json={"kind": "classifier_lora", "dataset_version": 1}).status_code == 403
-    assert reviewer.post("/api/v1/jobs/1/cancel").status_code == 403
+    assert reviewer.post(f"/api/v1/jobs/{job.id}/cancel").status_code == 403
     assert reviewer.get("/api/v1/jobs/kinds").status_code == 200
+
+
+def test_a_job_of_another_project_is_not_found_for_its_non_members(app, db):
+    project, _ = project_with_dataset(app, db)
+    job = make_job(db, project)
+    outsider, _ = client_as(app, db, "annotator", "outsider")
+    member, _ = client_as(app, db, "annotator", "member", project=project)
+    for path in (f"/api/v1/jobs/{job.id}", f"/api/v1/jobs/{job.id}/events?max_s=0.1"):
+        assert outsider.get(path).status_code == 404, path
+        assert member.get(path).status_code == 200, path
+    hidden, missing = outsider.get(f"/api/v1/jobs/{job.id}").json(), outsider.get("/api/v1/jobs/999").json()
+    assert hidden["detail"] == f"no job {job.id}" and missing["detail"] == "no job 999"
 
 
 def test_kinds_list_every_config_field_with_its_help(app, db):

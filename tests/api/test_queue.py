@@ -166,9 +166,9 @@ def test_annotators_only_reach_projects_they_are_assigned_to(app, client, db):
     other = make_project(db, name="other")
     make_user(db, "ann", project=other)
     ann = logged_in(app, "ann")
-    response = ann.post(NEXT)
-    assert response.status_code == 403 and response.json()["errors"][0]["field"] == "project"
-    assert ann.get("/api/v1/projects/roadwork/progress").status_code == 403
+    response = ann.post(NEXT)  # 404, as for a project that does not exist: its existence is not leaked
+    assert response.status_code == 404 and response.json()["errors"][0]["field"] == "project"
+    assert ann.get("/api/v1/projects/roadwork/progress").status_code == 404
 
 
 def test_admins_reach_every_project_and_a_stranger_gets_401(app, client, db):

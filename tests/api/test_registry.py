@@ -126,7 +126,7 @@ def test_promotion_archives_the_previous_model_and_rollback_restores_it(app, db,
 def test_only_admins_promote(app, db, tmp_path):
     project, _, holdout = setup_registry(app, db)
     register(app, db, project, holdout, tmp_path, skill=0.5, seed=1)
-    reviewer, _ = client_as(app, db, "reviewer", "rev")
+    reviewer, _ = client_as(app, db, "reviewer", "rev", project=project)
     assert reviewer.post(f"{MODELS}/1/promote").status_code == 403
     assert reviewer.post(f"{MODELS}/rollback").status_code == 403
 

@@ -16,6 +16,7 @@ from app.core.blobs import BlobStore, blob_uri
 from app.ingest.models import Item, Prediction
 from app.labels.models import Annotation, Review
 from app.projects.models import Project
+from app.users.models import ProjectMember
 from ml.sample_data import roadwork_pool
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
@@ -98,13 +99,18 @@ def _item(db: Session, project: Project, index: int, photo: dict, uri: str, rng:
     return item
 
 
-def client_as(app, db: Session, role: str, username: str | None = None) -> tuple[TestClient, User]:
-    """A TestClient with a browser session of a fresh user with `role` (and the user).
+def client_as(
+    app, db: Session, role: str, username: str | None = None, project: Project | None = None
+) -> tuple[TestClient, User]:
+    """A TestClient with a browser session of a fresh user with `role` (and the user), a member of `project`.
 
     The session cookie is minted directly: logging in through the form costs two Argon2 hashes per user.
     """
     user = User(username=username or f"{role}-user", password_hash="!no-password-login", role=role)
     db.add(user)
+    db.flush()
+    if project is not None:
+        db.add(ProjectMember(project_id=project.id, user_id=user.id))
     db.commit()
     response = Response()
     session = start_session(
