@@ -9,6 +9,7 @@ from app.core.blobs import BlobStore
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine, make_sessionmaker
 from app.core.errors import install_error_handlers
+from app.core.limits import RequestLimits
 from app.core.security_headers import install_security_headers
 from app.dashboard.routes import router as dashboard_router
 from app.datasets.routes import router as datasets_router
@@ -54,6 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.blobs = BlobStore(settings.resolved_blob_dir)
     install_error_handlers(app)
+    app.add_middleware(
+        RequestLimits, max_body_bytes=settings.max_body_bytes, max_json_depth=settings.max_json_depth
+    )
     install_security_headers(app, https=settings.secure_cookies)
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR / "static"), name="static")
     for router in ROUTERS:

@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     max_batch_items: int = Field(1000, ge=1, description="Largest ingestion batch")
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(50_000_000, ge=1, description="Decompression-bomb guard")
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Largest request body (413 above it, refused before it is read); fits a batch with images",
+    )
+    max_json_depth: int = Field(32, ge=4, le=1000, description="Deepest JSON nesting accepted in a request")
+    max_metadata_bytes: int = Field(
+        16 * 1024, ge=256, description="Largest metadata of one ingested item, as JSON"
+    )
     fetch_image_urls: bool = Field(
         False, description="Image URLs are stored as references, never fetched, unless set"
     )

@@ -7,9 +7,32 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("hardcase")
+
+# Raised when the database cannot be reached or drops the connection: the request may succeed later.
+DATABASE_UNAVAILABLE = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,  # no pooled connection came free in time
+)
+RETRY_AFTER_S = 5
+
+
+class ErrorItem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx and 5xx answer of the JSON API."""
+
+    detail: str
+    errors: list[ErrorItem]
 
 
 class ApiError(Exception):
@@ -76,10 +99,45 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=exc.headers,
         )
 
+    @app.exception_handler(sa_exc.DataError)
+    async def _data_error(request: Request, exc: sa_exc.DataError) -> JSONResponse:
+        # The edge validation should have caught it; a value the database refuses is still the client's.
+        log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
+        message = "a value does not fit the database (out of range, too long or invalid text)"
+        return JSONResponse(error_body(message, [{"field": "body", "message": message}]), status_code=422)
+
+    @app.exception_handler(sa_exc.IntegrityError)
+    async def _integrity_error(request: Request, exc: sa_exc.IntegrityError) -> JSONResponse:
+        log.warning("integrity error on %s %s: %s", request.method, request.url.path, exc.orig)
+        message = "the request conflicts with stored data (a duplicate, or a missing or required value)"
+        return JSONResponse(error_body(message, [{"field": "body", "message": message}]), status_code=409)
+
+    for exc_class in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(exc_class, _database_unavailable)
+    for exc_class in _driver_unavailable_errors():
+        app.add_exception_handler(exc_class, _database_unavailable)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            error_body("internal error", [{"field": "server", "message": type(exc).__name__}]),
-            status_code=500,
-        )
+        message = "internal error; the server log has the details"
+        return JSONResponse(error_body(message, [{"field": "server", "message": message}]), status_code=500)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    message = f"the database is unavailable; retry in {RETRY_AFTER_S} s"
+    return JSONResponse(
+        error_body(message, [{"field": "database", "message": message}]),
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+def _driver_unavailable_errors() -> list[type[Exception]]:
+    """The drivers' own connection errors, for code that talks to the driver without SQLAlchemy."""
+    import sqlite3
+
+    import psycopg
+
+    return [psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError]

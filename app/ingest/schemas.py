@@ -6,9 +6,13 @@ import math
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import to_json
+
+from app.core.config import Settings
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+DEFAULT_MAX_METADATA_BYTES: int = Settings.model_fields["max_metadata_bytes"].default
 
 
 class PredictionIn(BaseModel):
@@ -80,6 +84,9 @@ class ImageRef(BaseModel):
 
 
 class ItemMetadata(BaseModel):
+    """Known fields plus any others the cascade sends; the free part is bounded by `max_metadata_bytes`
+    (a setting, passed as validation context)."""
+
     model_config = ConfigDict(extra="allow")
 
     captured_at: datetime | None = None
@@ -88,6 +95,14 @@ class ItemMetadata(BaseModel):
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
     tags: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _bounded_size(self, info: ValidationInfo) -> ItemMetadata:
+        limit = (info.context or {}).get("max_metadata_bytes", DEFAULT_MAX_METADATA_BYTES)
+        size = len(to_json(self.__pydantic_extra__ or {})) + len(to_json(self.tags))
+        if size > limit:
+            raise ValueError(f"metadata is {size} bytes as JSON; the limit is {limit}")
+        return self
 
 
 class ItemIn(BaseModel):

@@ -18,7 +18,6 @@ from app.ingest.models import Item, Prediction
 from app.ingest.schemas import IngestSummary, ItemError, ItemIn
 from app.projects.models import Project
 from app.queue.ranking import rescore_after_ingest
-from ml.scoring.diversity import perceptual_hash
 
 
 @dataclass
@@ -35,14 +34,16 @@ def error_field(prefix: str, loc: tuple) -> str:
     return path
 
 
-def validate_items(raw_items: list[Any]) -> tuple[list[_ValidItem], list[ItemError]]:
+def validate_items(
+    raw_items: list[Any], *, max_metadata_bytes: int
+) -> tuple[list[_ValidItem], list[ItemError]]:
     valid: list[_ValidItem] = []
     errors: list[ItemError] = []
     seen: set[str] = set()
     for index, raw in enumerate(raw_items):
         external_id = raw.get("external_id") if isinstance(raw, dict) else None
         try:
-            item = ItemIn.model_validate(raw)
+            item = ItemIn.model_validate(raw, context={"max_metadata_bytes": max_metadata_bytes})
         except ValidationError as exc:
             first = exc.errors()[0]
             errors.append(
@@ -110,7 +111,7 @@ def store_images(
             "sha256": sha,
             "width": checked.width,
             "height": checked.height,
-            "phash": _signed64(perceptual_hash(checked.image)),
+            "phash": checked.phash,
         }
         kept.append(entry)
     return kept, errors, stored
@@ -120,10 +121,6 @@ def _multipart_part(files: Mapping[str, bytes], name: str | None) -> bytes:
     if name not in files:
         raise ImageRejected(f"no uploaded file part named {name!r}")
     return files[name]
-
-
-def _signed64(value: int) -> int:
-    return value - (1 << 64) if value >= (1 << 63) else value
 
 
 def _item_row(project_id: int, entry: _ValidItem) -> dict[str, Any]:
@@ -198,7 +195,7 @@ def ingest_batch(
     blobs: BlobStore,
     settings: Settings,
 ) -> IngestSummary:
-    valid, errors = validate_items(raw_items)
+    valid, errors = validate_items(raw_items, max_metadata_bytes=settings.max_metadata_bytes)
     valid, image_errors, stored = store_images(valid, files, blobs=blobs, settings=settings)
     errors.extend(image_errors)
     item_ids, items_created = upsert_items(db_session, project.id, valid)

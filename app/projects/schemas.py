@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 ProjectKind = Literal["binary", "multiclass", "detection"]
 MAX_INSTRUCTIONS = 20_000
@@ -66,12 +66,22 @@ class ProjectRead(ProjectCreate):
     id: int
     created_at: datetime
 
+    @field_validator("strategy_weights", "box_classes", mode="before")
+    @classmethod
+    def _stored_null_is_empty(cls, value: object, info: ValidationInfo) -> object:
+        # Rows written before PATCH rejected null hold JSON null; reading them must not fail.
+        if value is None:
+            return {} if info.field_name == "strategy_weights" else []
+        return value
 
+
+# A PATCH names only what changes. Every field is optional but none is nullable: an explicit null is a 422
+# naming the field (these columns are NOT NULL), an omitted field keeps its value (model_dump(exclude_unset)).
 class ProjectUpdate(BaseModel):
-    threshold: float | None = Field(None, ge=0.0, le=1.0)
-    overlap: int | None = Field(None, ge=1, le=10)
-    strategy: Literal["uncertainty", "disagreement", "hybrid", "random"] | None = None
-    strategy_weights: dict[str, float] | None = None
-    question: str | None = None
-    instructions: str | None = Field(None, max_length=MAX_INSTRUCTIONS)
-    daily_goal: int | None = Field(None, ge=0, le=100_000)
+    threshold: float = Field(None, ge=0.0, le=1.0)  # type: ignore[assignment]
+    overlap: int = Field(None, ge=1, le=10)  # type: ignore[assignment]
+    strategy: Literal["uncertainty", "disagreement", "hybrid", "random"] = None  # type: ignore[assignment]
+    strategy_weights: dict[str, float] = None  # type: ignore[assignment]
+    question: str = Field(None, max_length=500)  # type: ignore[assignment]
+    instructions: str = Field(None, max_length=MAX_INSTRUCTIONS)  # type: ignore[assignment]
+    daily_goal: int = Field(None, ge=0, le=100_000)  # type: ignore[assignment]

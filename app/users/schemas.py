@@ -53,6 +53,8 @@ class UserCreate(BaseModel):
 
 
 class UserUpdate(BaseModel):
-    role: Role | None = None
-    is_active: bool | None = None
-    password: str | None = Field(None, min_length=MIN_PASSWORD_LENGTH, max_length=1000)
+    """Omitted fields keep their value; an explicit null is a 422 naming the field, as on every PATCH."""
+
+    role: Role = None  # type: ignore[assignment]
+    is_active: bool = None  # type: ignore[assignment]
+    password: str = Field(None, min_length=MIN_PASSWORD_LENGTH, max_length=1000)  # type: ignore[assignment]
