@@ -23,20 +23,39 @@ from ml.sample_data import has_sample_data, roadwork_pool, synthetic_roadwork_im
 
 DEMO_PROJECT = "roadwork"
 DEMO_USERS = {"admin": "admin", "reviewer": "reviewer", "annotator": "annotator"}
+DEMO_INSTRUCTIONS = """\
+Answer **yes** when the road is being worked on: cones, drums, barricades, barriers or work signs on or
+beside the carriageway. Answer **no** for normal traffic and for pictures without a road.
+
+- A yes keeps its boxes: take the detector's dashed suggestions with `A` or draw the missing ones.
+- Fix a box's class with its letter key; `?` shows every key.
+- Unsure, or the picture is broken? Press `F` to flag it for a reviewer.
+"""
 
 
 def _sigmoid(x: float) -> float:
     return float(1 / (1 + np.exp(-x)))
 
 
-def simulated_cascade(label: int, boxes: list[list], is_night: bool, rng: np.random.Generator) -> list[dict]:
+def simulated_cascade(
+    label: int,
+    boxes: list[list],
+    is_night: bool,
+    rng: np.random.Generator,
+    class_names: list[str] | None = None,
+) -> list[dict]:
     """Three models with different blind spots: the detector misses at night, the VLM is confidently wrong
-    now and then, the classifier is noisy everywhere. Their disagreements are what the queue surfaces."""
+    now and then, the classifier is noisy everywhere. Their disagreements are what the queue surfaces.
+    With `class_names` the detector names its box classes, as a real cascade does ("barrier")."""
     sign = 1 if label else -1
     det_skill = 0.6 if is_night else 2.5
     det_score = _sigmoid(sign * det_skill + rng.normal(0, 1.0))
+
+    def cls(index: int) -> int | str:
+        return class_names[int(index)] if class_names else int(index)
+
     det_boxes = [
-        [*(float(np.clip(v + rng.normal(0, 0.01), 0, 1)) for v in b[:4]), int(b[4]), round(det_score, 3)]
+        [*(float(np.clip(v + rng.normal(0, 0.01), 0, 1)) for v in b[:4]), cls(b[4]), round(det_score, 3)]
         for b in boxes
         if det_score > 0.3
     ]
@@ -75,7 +94,9 @@ def _demo_images(limit: int) -> tuple[list[dict], list[str]]:
     return (pool[:limit] if limit else pool), box_classes
 
 
-def _raw_items(pool: list[dict], rng: np.random.Generator) -> tuple[list[dict], dict[str, bytes]]:
+def _raw_items(
+    pool: list[dict], box_classes: list[str], rng: np.random.Generator
+) -> tuple[list[dict], dict[str, bytes]]:
     start = datetime(2026, 11, 1, 7, 0, tzinfo=UTC)
     items, files = [], {}
     for index, entry in enumerate(pool):
@@ -91,7 +112,9 @@ def _raw_items(pool: list[dict], rng: np.random.Generator) -> tuple[list[dict], 
                     "is_night": entry["is_night"],
                     "tags": [entry["source"]],
                 },
-                "predictions": simulated_cascade(entry["label"], entry["boxes"], entry["is_night"], rng),
+                "predictions": simulated_cascade(
+                    entry["label"], entry["boxes"], entry["is_night"], rng, class_names=box_classes
+                ),
             }
         )
     return items, files
@@ -109,6 +132,8 @@ def seed_demo(settings: Settings, limit: int = 0) -> None:
                 classes=["no_roadwork", "roadwork"],
                 box_classes=box_classes,
                 threshold=0.5,
+                instructions=DEMO_INSTRUCTIONS,
+                daily_goal=50,
             ),
         )
         for username, role in (("admin", "admin"), ("reviewer", "reviewer"), ("annotator", "annotator")):
@@ -127,7 +152,7 @@ def seed_demo(settings: Settings, limit: int = 0) -> None:
             _, key_secret = create_api_key(
                 db_session=session, name="demo-cascade", scopes=["ingest", "read", "models"]
             )
-        items, files = _raw_items(pool, np.random.default_rng(7))
+        items, files = _raw_items(pool, list(project.box_classes), np.random.default_rng(7))
         blobs = BlobStore(settings.resolved_blob_dir)
         summary = None
         for start in range(0, len(items), 100):

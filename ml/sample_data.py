@@ -25,8 +25,13 @@ def has_sample_data(data_dir: Path | None = None) -> bool:
     return ((data_dir or sample_data_dir()) / "roadwork" / "tracon" / "manifest.csv").exists()
 
 
-def _yolo_boxes(label_file: Path, class_offset: int) -> list[list]:
-    """YOLO (class cx cy w h, normalised) -> [x1, y1, x2, y2, class_index], normalised."""
+# The two sources name the same object differently; the demo and tests use one class list.
+CLASS_ALIASES = {"traffic_cone": "cone"}
+
+
+def _yolo_boxes(label_file: Path, class_map: list[int]) -> list[list]:
+    """YOLO (class cx cy w h, normalised) -> [x1, y1, x2, y2, class_index], normalised; `class_map` takes
+    the file's class numbers to the merged class list."""
     if not label_file.exists():
         return []
     boxes = []
@@ -35,28 +40,41 @@ def _yolo_boxes(label_file: Path, class_offset: int) -> list[list]:
         if len(parts) != 5:
             continue
         cls, cx, cy, w, h = int(parts[0]), *map(float, parts[1:])
-        boxes.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, cls + class_offset])
+        corners = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+        boxes.append([*(min(max(v, 0.0), 1.0) for v in corners), class_map[cls]])  # some spill over the edge
     return boxes
 
 
 def _class_names(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [CLASS_ALIASES.get(name, name) for name in names]
+
+
+def merged_box_classes(*sources: list[str]) -> tuple[list[str], list[list[int]]]:
+    """One class list for several sources (first seen first), and each source's map into it."""
+    merged: list[str] = []
+    for names in sources:
+        merged.extend(name for name in names if name not in merged)
+    return merged, [[merged.index(name) for name in names] for names in sources]
 
 
 def roadwork_pool(data_dir: Path | None = None) -> tuple[list[dict], list[str]]:
-    """Every real photo with its label, boxes and day/night flag; and the merged box class names.
+    """Every real photo with its label, boxes and day/night flag; and the merged box class names
+    (the dashcam set's classes; the cone set's `traffic_cone` is its `cone`).
 
     Each entry: {"source", "image" (Path), "label" (1 = roadwork), "boxes" ([x1,y1,x2,y2,class] normalised),
     "is_night"}.
     """
     data_dir = data_dir or sample_data_dir()
     tracon, vtti = data_dir / "roadwork" / "tracon", data_dir / "roadwork" / "vtti"
-    tracon_classes = _class_names(tracon / "classes.txt")
+    box_classes, (vtti_map, tracon_map) = merged_box_classes(
+        _class_names(vtti / "classes.txt"), _class_names(tracon / "classes.txt")
+    )
     pool = []
     with (tracon / "manifest.csv").open() as fh:
         for row in csv.DictReader(fh):
             image = tracon / row["file"]
-            boxes = _yolo_boxes(tracon / "labels" / (image.stem + ".txt"), 0)
+            boxes = _yolo_boxes(tracon / "labels" / (image.stem + ".txt"), tracon_map)
             pool.append(
                 {
                     "source": "tracon",
@@ -69,14 +87,14 @@ def roadwork_pool(data_dir: Path | None = None) -> tuple[list[dict], list[str]]:
     with (vtti / "manifest.csv").open() as fh:
         for row in csv.DictReader(fh):
             image = vtti / row["file"]
-            boxes = _yolo_boxes(vtti / "labels_yolo" / (image.stem + ".txt"), len(tracon_classes))
+            boxes = _yolo_boxes(vtti / "labels_yolo" / (image.stem + ".txt"), vtti_map)
             pool.append(
                 {"source": "vtti", "image": image, "label": 1, "boxes": boxes, "is_night": row["day"] == "0"}
             )
     for image in sorted((data_dir / "negatives").iterdir()):
         if image.suffix.lower() in IMAGE_SUFFIXES:
             pool.append({"source": "negatives", "image": image, "label": 0, "boxes": [], "is_night": False})
-    return pool, tracon_classes + _class_names(vtti / "classes.txt")
+    return pool, box_classes
 
 
 def synthetic_roadwork_images(n: int, seed: int = 0, size: int = 160) -> list[dict]:

@@ -16,6 +16,7 @@ from app.core.errors import ApiError
 from app.deps import BrowserSession, SessionDep, SettingsDep
 from app.ingest.models import Item
 from app.projects import service as project_service
+from app.projects.markdown import render_markdown
 from app.users import service as user_service
 from app.web.deps import PageUser
 from app.web.templating import render
@@ -122,14 +123,32 @@ def project_list(request: Request, user: PageUser, session: SessionDep) -> Respo
 
 
 @router.get("/projects/{project}/label", response_class=HTMLResponse)
-def label_page(request: Request, project: str, user: PageUser, session: SessionDep) -> Response:
+def label_page(
+    request: Request, project: str, user: PageUser, session: SessionDep, settings: SettingsDep
+) -> Response:
     found = project_service.get_by_name(db_session=session, name=project)
     if found is None:
         raise ApiError(404, "project", f"unknown project {project!r}")
     if not user_service.can_access_project(db_session=session, user=user, project_id=found.id):
         raise ApiError(403, "project", f"you are not a member of project {project!r}")
-    return render(request, "label.html", project=found, is_detection=is_detection(found))
+    return render(request, "label.html", project=found, **label_page_context(found, settings))
 
 
-def is_detection(project) -> bool:
-    return project.kind == "detection" or bool(project.box_classes)
+def label_page_context(project, settings) -> dict:
+    """What the label page offers is what the project takes: boxes only where it declares box classes."""
+    scheme = project_service.key_scheme(project)
+    config = {
+        "project": project.name,
+        "kind": project.kind,
+        "threshold": project.threshold,
+        "scheme": scheme,
+        "box_classes": [c["name"] for c in scheme["box_classes"]],
+        "daily_goal": project.daily_goal,
+        "lease_seconds": settings.lease_minutes * 60,
+    }
+    return {
+        "scheme": scheme,
+        "takes_boxes": scheme["boxes"],
+        "instructions_html": render_markdown(project.instructions),
+        "label_config": config,
+    }

@@ -15,8 +15,8 @@ from app.projects.service import get_by_name
 from tests.browser.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
-KEYS = ["1", "n", "y", "0", "1"]
-KEY_LABELS = {"1": 1, "y": 1, "0": 0, "n": 0}
+KEYS = ["2", "n", "y", "1", "2"]  # digits answer in class order: 1 no, 2 yes
+KEY_LABELS = {"2": 1, "y": 1, "1": 0, "n": 0}
 # Times each key press until the next item is on screen, inside the page (no test-driver latency).
 MEASURE_SWAPS = """() => {
   window.swapMs = [];
@@ -146,7 +146,7 @@ def test_labeling_by_keyboard_with_undo_and_a_drawn_box(page: Page, live_site, s
     page.screenshot(path=screenshots / "label-help.png")
     page.keyboard.press("Escape")
     expect(page.get_by_role("dialog", name="Keyboard")).to_be_hidden()
-    page.keyboard.press("0" if answers[last_item] else "1")
+    page.keyboard.press("1" if answers[last_item] else "2")
     answers[last_item] = 1 - answers[last_item]
     next_item(page, last_item)
     expect(page.locator("#done-today")).to_have_text("20")
@@ -185,7 +185,7 @@ def test_labeling_by_keyboard_with_undo_and_a_drawn_box(page: Page, live_site, s
     page.keyboard.press("Delete")  # ...deleted again
     expect(page.locator("#box-count")).to_have_text("1")
     drag(0.45, 0.45, 0.45, 0.45)  # a click selects the remaining box
-    page.keyboard.press("2")
+    page.keyboard.press("w")  # box classes take letters: q, w, e, ...
     expect(page.locator("#box-layer .box.selected text")).to_have_text(live_site.box_classes[1])
     page.screenshot(path=screenshots / "detect-drawn-box.png")
     page.keyboard.press("Enter")
