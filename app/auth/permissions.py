@@ -16,7 +16,8 @@ Refusals, in this order (authentication first, so a stranger learns nothing abou
 - 401 without a valid session or key (pages redirect the browser to /login instead);
 - 404 when the resource does not exist OR its project is not visible to the caller, with the same message
   either way, so the existence of another project's objects never leaks;
-- 403 when the caller can see the project but its role is too low or its key lacks the scope.
+- 403 when the caller can see the project but its role is too low or its key lacks the scope (and for a
+  key scoped to one project on a route over every project, such as /metrics).
 Lists are filtered by the same visibility (`visible_projects`): nobody lists a project they could not open.
 """
 
@@ -84,6 +85,11 @@ def _owner_in(model, project: str, *conditions) -> Callable[[Session], int | Non
 def global_resource() -> Resource:
     """Routes that touch no project's data (accounts, the job kinds, the project list filtered per caller)."""
     return Resource("global")
+
+
+def all_projects_resource() -> Resource:
+    """Routes that read across every project (metrics): a key scoped to one project may not call them."""
+    return Resource("all_projects")
 
 
 def project_resource(project: ProjectName) -> Resource:
@@ -167,6 +173,8 @@ def _authenticate(request: Request, browser, session: Session, scope: str | None
 
 
 def _check_owner(session: Session, caller: Caller, resource: Resource) -> None:
+    if resource.kind == "all_projects" and isinstance(caller, ApiKey) and caller.project_id is not None:
+        raise ApiError(403, "X-API-Key", "this covers every project: use a key made without a project")
     if resource.owner is None:
         return
     project_id = resource.owner(session)
@@ -225,6 +233,7 @@ public.access_rule = AccessRule("public", "global", None)
 signed_in = rule("signed_in", global_resource, role="annotator")
 admin = rule("admin", global_resource, role="admin")
 read_catalogue = rule("read_catalogue", global_resource, role="annotator", scope="read")
+read_metrics = rule("read_metrics", all_projects_resource, role="admin", scope="metrics")
 
 read_project = rule("read_project", project_resource, role="annotator", scope="read")
 label_project = rule("label_project", project_resource, role="annotator")
