@@ -86,7 +86,7 @@ def variants(kinds: list[str], steps: int, models: dict[str, str]) -> list[Varia
     for kind in kinds:
         if kind == "classifier_lora":
             base = {**image_common, "base_model": models["classifier"], "batch_size": 32}
-            out += [Variant("lora", kind, base), Variant("full", kind, {**base, "full_finetune": True})]
+            out += [Variant("lora", kind, base), Variant("full", kind, {**base, "method": "full"})]
         elif kind == "distill":
             out.append(Variant("tiny-cnn", kind, {**image_common, "batch_size": 64}))
         elif kind == "yolo":

@@ -30,7 +30,7 @@ def measure(base: Path, dataset: DatasetVersionDir, workdir: Path, args, full_fi
         batch_size=args.batch_size,
         eval_every=args.steps,
         checkpoint_every=args.steps,
-        full_finetune=full_finetune,
+        method="full" if full_finetune else "lora",
         device=args.device,
         augment=False,
     )

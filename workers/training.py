@@ -22,6 +22,7 @@ from app.core.db import utcnow
 from app.datasets.models import DatasetVersion
 from app.datasets.service import materialise_dataset
 from app.jobs import service as jobs
+from app.jobs.base_models import unpack_warm_start
 from app.jobs.dispatch import revoke_task, send_job
 from app.jobs.models import CANCELLED, FAILED, SUCCEEDED, Job, JobMetric
 from app.projects.models import Project
@@ -180,6 +181,11 @@ def prepare(session: Session, job: Job, settings: Settings) -> tuple[object, obj
     config = build_config(job.kind, dict(job.config))
     workdir = job_workdir(settings, job.id)
     workdir.mkdir(parents=True, exist_ok=True)
+    base = jobs.effective_base_model(job.kind, dict(job.config))
+    if base is not None:
+        unpack_warm_start(
+            db_session=session, project_id=job.project_id, reference=base[1], kind=job.kind, workdir=workdir
+        )
     dataset = materialise_dataset(
         db_session=session,
         project=project,
@@ -213,6 +219,7 @@ def complete(
             training_metrics=result.metrics,
             files=result.files,
             settings=settings,
+            method=result.method,
         )
         reporter.lines.append(f"{utcnow():%H:%M:%S} registered model version {model.version}")
         if not jobs.finish_owned(

@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(3600, ge=10, description="Broker redelivery of unacked tasks")
     job_heartbeat_s: int = Field(10, ge=1)
     secure_cookies: bool = False
+    models_dir: Path | None = Field(
+        None,
+        description="Base models jobs may start from (HF folders, .pt files); default data_dir/base_models",
+    )
+    min_holdout_items: int = Field(
+        30, ge=0, description="Promotion is refused on a smaller labeled holdout (an admin may force it)"
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -65,6 +72,10 @@ class Settings(BaseSettings):
         if self.broker_url == EMBEDDED:
             return f"redis+socket://{self.redis_socket}"
         return self.broker_url
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return (self.models_dir or self.data_dir / "base_models").resolve()
 
     @property
     def jobs_dir(self) -> Path:

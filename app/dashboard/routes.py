@@ -15,6 +15,7 @@ from app.dashboard.overview import project_overview
 from app.datasets import service as dataset_service
 from app.deps import ProjectDep, SessionDep, SettingsDep
 from app.drift import service as drift_service
+from app.jobs import base_models
 from app.jobs import service as job_service
 from app.jobs.models import FINISHED
 from app.projects.models import Project
@@ -82,6 +83,7 @@ def jobs_page(
     user: PageReviewer,
     project: DashboardProject,
     session: SessionDep,
+    settings: SettingsDep,
     dataset_version: int | None = None,
 ) -> Response:
     jobs = job_service.list_jobs(db_session=session, project=project, limit=200)
@@ -94,6 +96,7 @@ def jobs_page(
         versions=versions,
         selected_version=dataset_version or (versions[0].version if versions else None),
         kinds=kind_forms(job_service.job_kinds()),
+        base_models=base_models.base_model_choices(db_session=session, settings=settings, project=project),
     )
 
 

@@ -12,11 +12,11 @@ from starlette.concurrency import run_in_threadpool
 
 from app.core.config import Settings
 from app.deps import AdminUser, ProjectDep, SessionDep, SettingsDep
-from app.jobs import service
+from app.jobs import base_models, service
 from app.jobs.access import Viewer
 from app.jobs.dispatch import send_job
 from app.jobs.models import FINISHED
-from app.jobs.schemas import JobCreate, JobDetail, JobKindRead, JobRead
+from app.jobs.schemas import BaseModelRead, JobCreate, JobDetail, JobKindRead, JobRead
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
@@ -30,11 +30,36 @@ def list_kinds(_: Viewer) -> list[dict]:
     return service.job_kinds()
 
 
+@router.get("/base-models", response_model=list[BaseModelRead])
+def list_base_models(
+    session: SessionDep,
+    settings: SettingsDep,
+    _: Viewer,
+    kind: str | None = Query(None, description="only bases this job kind can start from"),
+) -> list[dict]:
+    """Built-in architectures, the models directory and the local HF cache; a project's list adds its
+    registry versions as warm starts."""
+    return base_models.list_base_models(db_session=session, settings=settings, project=None, kind=kind)
+
+
+@router.get("/projects/{project}/base-models", response_model=list[BaseModelRead])
+def list_project_base_models(
+    project: ProjectDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: Viewer,
+    kind: str | None = Query(None, description="only bases this job kind can start from"),
+) -> list[dict]:
+    return base_models.list_base_models(db_session=session, settings=settings, project=project, kind=kind)
+
+
 @router.post("/projects/{project}/jobs", response_model=JobDetail, status_code=201)
 def create_job(
     body: JobCreate, project: ProjectDep, session: SessionDep, settings: SettingsDep, user: AdminUser
 ) -> JobDetail:
-    job = service.create_job(db_session=session, project=project, job_in=body, user_id=user.id)
+    job = service.create_job(
+        db_session=session, project=project, job_in=body, user_id=user.id, settings=settings
+    )
     session.commit()
     service.enqueue_job(db_session=session, job=job, enqueue=enqueue_with(settings))
     session.commit()

@@ -12,7 +12,9 @@ class JobCreate(BaseModel):
     kind: str = Field(..., description="a job kind from GET /api/v1/jobs/kinds")
     dataset_version: int = Field(..., ge=1, description="version number of a frozen dataset of this project")
     base_model: str | None = Field(
-        None, description="local path or hub id (already cached) of the model to start from; stored in config"
+        None,
+        description="what to start from, one of GET /api/v1/projects/{p}/base-models (default: the kind's "
+        "built-in architecture); stored in config",
     )
     config: dict[str, Any] = Field(default_factory=dict, description="knobs of the kind's config dataclass")
     slice_keys: list[str] = Field(
@@ -27,6 +29,15 @@ class JobKindRead(BaseModel):
     queue: str
     base_model_field: str | None
     config_fields: list[dict[str, Any]]
+
+
+class BaseModelRead(BaseModel):
+    name: str = Field(description="what a job's base-model field takes")
+    source: str = Field(description="builtin, local (models directory), hub_cache or registry (warm start)")
+    kinds: list[str] = Field(description="job kinds that can start from it")
+    pretrained: bool = Field(description="false: random initialisation, trained here from scratch")
+    method: str = Field(description="what classifier_lora's method='auto' picks: lora or full")
+    description: str
 
 
 class JobProgress(BaseModel):

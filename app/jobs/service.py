@@ -17,10 +17,12 @@ from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import ApiError
 from app.datasets.models import DatasetVersion
+from app.jobs.base_models import check_base_model
 from app.jobs.models import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, Job, JobMetric
 from app.jobs.schemas import JobCreate, JobDetail, JobProgress, JobRead
 from app.projects.models import Project
 from app.registry.models import ModelVersion
+from app.webhooks import service as webhooks
 from ml.training.kinds import JOB_KINDS, build_config, config_fields
 
 STALE_FACTOR = 3  # heartbeats missed before a running job counts as abandoned
@@ -83,8 +85,30 @@ def job_config(kind: str, base_model: str | None, values: dict[str, Any]) -> dic
     return values
 
 
-def create_job(*, db_session: Session, project: Project, job_in: JobCreate, user_id: int | None) -> Job:
+def effective_base_model(kind: str, values: dict[str, Any]) -> tuple[str, str] | None:
+    """(field the user would correct, the base model the job will load): given, else the config's default."""
+    name = base_model_field(kind)
+    if name is None:
+        return None
+    defaults = {f.name: f.default for f in dataclasses.fields(JOB_KINDS[kind].config_class())}
+    return f"config.{name}", str(values.get(name, defaults[name]))
+
+
+def create_job(
+    *, db_session: Session, project: Project, job_in: JobCreate, user_id: int | None, settings: Settings
+) -> Job:
     values = job_config(job_in.kind, job_in.base_model, job_in.config)
+    base = effective_base_model(job_in.kind, values)
+    if base is not None:
+        field = "base_model" if job_in.base_model is not None else base[0]
+        check_base_model(
+            db_session=db_session,
+            settings=settings,
+            project=project,
+            kind=job_in.kind,
+            field=field,
+            reference=base[1],
+        )
     dataset = db_session.scalar(
         select(DatasetVersion).where(
             DatasetVersion.project_id == project.id, DatasetVersion.version == job_in.dataset_version
@@ -263,6 +287,7 @@ def _finish(db_session: Session, job: Job, status: str, error: str | None = None
     job.status, job.finished_at, job.heartbeat_at = status, utcnow(), None
     if error is not None:
         job.error = error
+    webhooks.emit_job_finished(db_session=db_session, job_id=job.id)
 
 
 def request_cancel(*, db_session: Session, job: Job) -> Job:
@@ -374,6 +399,8 @@ def finish_owned(
         .values(status=status, finished_at=utcnow(), heartbeat_at=None, error=error, **values)
         .execution_options(synchronize_session=False)
     )
+    if result.rowcount == 1:
+        webhooks.emit_job_finished(db_session=db_session, job_id=job_id)
     return result.rowcount == 1
 
 

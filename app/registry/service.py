@@ -150,8 +150,10 @@ def register_model_version(
     training_metrics: dict[str, Any],
     files: dict[str, str],
     settings: Settings,
+    method: str = "",
 ) -> ModelVersion:
-    """A new candidate from a finished job, with holdout metrics and the comparison to production."""
+    """A new candidate from a finished job, with holdout metrics and the comparison to production; its name
+    says how it was trained (e.g. roadwork-classifier_lora-full vs -lora)."""
     existing = db_session.scalar(select(ModelVersion).where(ModelVersion.job_id == job.id))
     if existing is not None:
         return existing
@@ -177,7 +179,7 @@ def register_model_version(
     )
     model = ModelVersion(
         project_id=project.id,
-        name=f"{project.name}-{job.kind}",
+        name="-".join(part for part in (project.name, job.kind, method) if part),
         version=(latest or 0) + 1,
         kind=job.kind,
         job_id=job.id,

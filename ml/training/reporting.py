@@ -61,3 +61,4 @@ class TrainingResult:
     metrics: dict[str, float]
     holdout_scores: dict[int, float]  # item_id -> P(positive) on the project's holdout
     files: dict[str, str] = field(default_factory=dict)  # role -> path relative to artifact_dir
+    method: str = ""  # how it was trained ('lora', 'full', ...): part of the registry version's name

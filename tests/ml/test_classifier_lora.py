@@ -139,7 +139,7 @@ def test_lora_trains_a_small_fraction_of_the_parameters_of_full_finetuning(
 ):
     lora = run(tiny_config(tiny_vit, max_steps=2), roadwork_dataset_dir, MemoryReporter(), tmp_path / "lora")
     full = run(
-        tiny_config(tiny_vit, max_steps=2, full_finetune=True),
+        tiny_config(tiny_vit, max_steps=2, method="full"),
         roadwork_dataset_dir,
         MemoryReporter(),
         tmp_path / "full",
@@ -148,6 +148,20 @@ def test_lora_trains_a_small_fraction_of_the_parameters_of_full_finetuning(
     assert full.metrics["trainable_params"] == full.metrics["total_params"]
     assert lora.metrics["trainable_params"] < 0.1 * full.metrics["trainable_params"]
     assert "adapter" not in full.files and (full.artifact_dir / "merged" / "config.json").exists()
+
+
+def test_auto_method_fine_tunes_a_random_builtin_fully_and_a_pretrained_folder_with_lora(
+    tiny_vit, roadwork_dataset_dir, tmp_path
+):
+    builtin = run(
+        tiny_config("builtin:vit-tiny", max_steps=1), roadwork_dataset_dir, MemoryReporter(), tmp_path / "b"
+    )
+    pretrained = run(tiny_config(tiny_vit, max_steps=1), roadwork_dataset_dir, MemoryReporter(), tmp_path / "p")
+    assert (builtin.method, pretrained.method) == ("full", "lora")
+    assert builtin.metrics["trainable_params"] == builtin.metrics["total_params"]
+    card = (builtin.artifact_dir / "README.md").read_text()
+    assert "full fine-tune of a randomly initialised backbone" in card and "builtin:vit-tiny" in card
+    assert "LoRA r=4" in (pretrained.artifact_dir / "README.md").read_text()
 
 
 def test_config_rejects_bad_values_naming_the_field():

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ml.dataset import DatasetVersionDir
+from ml.training.bases import ResolvedBase, resolve_base
 from ml.training.classifier_lora.config import ClassifierLoraConfig, module_names
 from ml.training.common.data import class_weights, require_binary, split_data, split_records
 from ml.training.common.finalize import classifier_result, train_and_calibrate
@@ -29,8 +30,13 @@ from ml.training.common.runtime import resolve_device
 from ml.training.reporting import Reporter, TrainingResult
 
 
-def with_lora(model: nn.Module, config: ClassifierLoraConfig) -> nn.Module:
-    if config.full_finetune:
+def chosen_method(config: ClassifierLoraConfig, base: ResolvedBase) -> str:
+    """'lora' or 'full': the config's choice, or for 'auto' what suits the base (see ml.training.bases)."""
+    return base.method if config.method == "auto" else config.method
+
+
+def with_lora(model: nn.Module, config: ClassifierLoraConfig, method: str) -> nn.Module:
+    if method == "full":
         return model
     from peft import LoraConfig, get_peft_model
 
@@ -45,18 +51,27 @@ def with_lora(model: nn.Module, config: ClassifierLoraConfig) -> nn.Module:
     return get_peft_model(model, lora)
 
 
-def build_model(config: ClassifierLoraConfig, classes: list[str]) -> tuple[nn.Module, object]:
+def build_model(
+    config: ClassifierLoraConfig, base: ResolvedBase, method: str, classes: list[str]
+) -> tuple[nn.Module, object]:
     """The (LoRA-wrapped) classifier and its image processor; seeded so a resumed job rebuilds the same one."""
     torch.manual_seed(config.seed)
-    model = load_image_classifier(config.base_model, classes)
-    return with_lora(model, config), load_image_processor(config.base_model)
+    model = load_image_classifier(base.path, classes)
+    return with_lora(model, config, method), load_image_processor(base.path)
 
 
-def save_models(
-    model: nn.Module, processor, artifact_dir: Path, config: ClassifierLoraConfig
-) -> dict[str, str]:
+def method_description(config: ClassifierLoraConfig, base: ResolvedBase, method: str) -> str:
+    start = "a pretrained backbone" if base.pretrained else "a randomly initialised backbone"
+    if base.source == "registry":
+        start = "a registry model (warm start)"
+    how = "full fine-tune" if method == "full" else f"LoRA r={config.lora_r} alpha={config.lora_alpha}"
+    why = " (chosen for this base by method='auto')" if config.method == "auto" else ""
+    return f"{how} of {start}{why}"
+
+
+def save_models(model: nn.Module, processor, artifact_dir: Path, method: str) -> dict[str, str]:
     files = {}
-    if not config.full_finetune:
+    if method == "lora":
         model.save_pretrained(artifact_dir / "adapter")
         processor.save_pretrained(artifact_dir / "adapter")
         files["adapter"] = "adapter"
@@ -72,12 +87,14 @@ def run(
 ) -> TrainingResult:
     require_binary(dataset)
     device = resolve_device(config.device)
-    model, processor = build_model(config, dataset.info.classes)
+    base = resolve_base(config.base_model, workdir)
+    method = chosen_method(config, base)
+    model, processor = build_model(config, base, method, dataset.info.classes)
     size = input_size(config.image_size, model, processor)
     normalisation = normalisation_of(processor)
     model.to(device)
     trainable, total = parameter_counts(model)
-    reporter.log(f"{config.base_model}: {trainable:,} of {total:,} parameters trainable, input {size}px")
+    reporter.log(f"{base.label}: {method}, {trainable:,} of {total:,} parameters trainable, input {size}px")
 
     train_records = split_records(dataset, "train")
     data = split_data(
@@ -99,18 +116,18 @@ def run(
 
     artifact_dir = workdir / "artifacts"
     model_files = save_models(
-        model.cpu(), export_processor(processor, size, normalisation), artifact_dir, config
+        model.cpu(), export_processor(processor, size, normalisation), artifact_dir, method
     )
-    return classifier_result(
+    result = classifier_result(
         artifact_dir,
         calibration,
         metrics,
         model_files,
         dataset=dataset.info,
         title=f"{dataset.info.project} classifier v{dataset.info.version}",
-        method="full fine-tune"
-        if config.full_finetune
-        else f"LoRA r={config.lora_r} alpha={config.lora_alpha}",
-        base_model=config.base_model,
+        method=method_description(config, base, method),
+        base_model=base.label,
         settings=asdict(config),
     )
+    result.method = method if base.source != "registry" else f"{method}-warm-start"
+    return result

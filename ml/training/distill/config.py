@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ml.training.bases import TINY_CNN
 from ml.training.common.config import ImageTrainingConfig
 
-TINY_CNN = "tiny-cnn"
+__all__ = ["TINY_CNN", "DistillConfig"]
 
 
 @dataclass
@@ -14,7 +15,9 @@ class DistillConfig(ImageTrainingConfig):
     student: str = field(
         default=TINY_CNN,
         metadata={
-            "help": "'tiny-cnn' (built-in small CNN) or a local path to an AutoModelForImageClassification."
+            "help": "'tiny-cnn' (built-in small CNN), a built-in ViT ('builtin:vit-small'), a local "
+            "AutoModelForImageClassification folder, or registry:vN (warm start from a distill or classifier "
+            "version); see GET /api/v1/projects/{p}/base-models."
         },
     )
     alpha: float = field(

@@ -13,6 +13,7 @@ from torch import nn
 
 from ml.dataset import DatasetRecord, DatasetVersionDir
 from ml.evaluation import binary_metrics, mcc_optimal_threshold
+from ml.training.bases import ResolvedBase, resolve_base
 from ml.training.common.data import (
     NO_LABEL,
     Normalisation,
@@ -33,7 +34,7 @@ from ml.training.common.models import (
 )
 from ml.training.common.runtime import resolve_device
 from ml.training.distill.config import TINY_CNN, DistillConfig
-from ml.training.distill.student import TinyCNN, save_tiny_cnn
+from ml.training.distill.student import TinyCNN, load_tiny_cnn, save_tiny_cnn
 from ml.training.reporting import Reporter, TrainingResult
 
 PROBABILITY_CLIP = 1e-4  # a teacher score of exactly 0 or 1 has an infinite logit
@@ -100,15 +101,23 @@ def training_records(dataset: DatasetVersionDir, config: DistillConfig) -> list[
     return [r for r in split_records(dataset, "train", labeled_only=False) if usable(r)]
 
 
-def build_student(config: DistillConfig, classes: list[str]) -> tuple[nn.Module, object]:
+def build_student(config: DistillConfig, base: ResolvedBase, classes: list[str]) -> tuple[nn.Module, object]:
+    """The student: a fresh tiny CNN, a warm-started one (its saved weights), or an HF image classifier."""
     torch.manual_seed(config.seed)
     if config.student == TINY_CNN:
         return TinyCNN(num_labels=len(classes), width=config.tiny_cnn_width), None
-    if not Path(config.student).exists():
+    path = Path(base.path)
+    if (path / "student.json").is_file():
+        model, _ = load_tiny_cnn(path)
+        if model.num_labels != len(classes):
+            model.classifier = nn.Linear(model.classifier.in_features, len(classes))
+            model.num_labels = len(classes)
+        return model.train(), None
+    if base.source != "builtin" and not path.exists():
         raise ValueError(
             f"student: {config.student!r} is neither 'tiny-cnn' nor an existing local model path"
         )
-    return load_image_classifier(config.student, classes), load_image_processor(config.student)
+    return load_image_classifier(base.path, classes), load_image_processor(base.path)
 
 
 def teacher_metrics(
@@ -156,7 +165,8 @@ def run(
 ) -> TrainingResult:
     require_binary(dataset)
     device = resolve_device(config.device)
-    model, processor = build_student(config, dataset.info.classes)
+    base = resolve_base(config.student, workdir)
+    model, processor = build_student(config, base, dataset.info.classes)
     size = input_size(config.image_size, model, processor)
     normalisation = normalisation_of(processor)
     model.to(device)
@@ -201,7 +211,7 @@ def run(
     artifact_dir = workdir / "artifacts"
     model_files = save_student(model.cpu(), processor, artifact_dir, size, normalisation)
     teachers = ", ".join(f"{k}={v}" for k, v in config.teacher_weights.items()) or "all cascade models, equal"
-    return classifier_result(
+    result = classifier_result(
         artifact_dir,
         calibration,
         metrics,
@@ -209,6 +219,8 @@ def run(
         dataset=dataset.info,
         title=f"{dataset.info.project} distilled student v{dataset.info.version}",
         method=f"distillation (alpha={config.alpha}, T={config.temperature}; teachers: {teachers})",
-        base_model=config.student,
+        base_model=base.label,
         settings=asdict(config),
     )
+    result.method = "warm-start" if base.source == "registry" else ""
+    return result

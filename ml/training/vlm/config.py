@@ -31,8 +31,12 @@ class VlmBaseConfig:
     """Knobs shared by `vlm_sft` and `vlm_dpo`: model, adapter, optimisation, checkpoints, evaluation."""
 
     model_name_or_path: str = field(
-        default="Qwen/Qwen2.5-VL-3B-Instruct",
-        metadata={"help": "Qwen2-VL, Qwen2.5-VL or Qwen3-VL checkpoint: a local directory or a hub id."},
+        default="builtin:tiny-qwen2-vl",
+        metadata={
+            "help": "Qwen2-VL, Qwen2.5-VL or Qwen3-VL checkpoint: a folder in the models directory, a hub id "
+            "already in the local HF cache (e.g. Qwen/Qwen2.5-VL-3B-Instruct), or 'builtin:tiny-qwen2-vl' "
+            "(random weights: checks the pipeline only)."
+        },
     )
     backend: str = field(
         default="peft",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ml.dataset import DatasetVersionDir
+from ml.training.bases import resolve_base
 from ml.training.common.artifacts import write_decision_files, write_model_card
 from ml.training.reporting import JobCancelled, Reporter, TrainingResult, check_cancelled
 from ml.training.vlm.backends import LoadedVlm, TrainingDevice, load_vlm
@@ -160,7 +162,9 @@ def write_artifacts(
         slices=evaluation.slices,
         usage=VLM_USAGE.replace("{base}", config.model_name_or_path),
     )
-    return TrainingResult(out, evaluation.threshold, evaluation.metrics, evaluation.holdout_scores, files)
+    return TrainingResult(
+        out, evaluation.threshold, evaluation.metrics, evaluation.holdout_scores, files, method="lora"
+    )
 
 
 def evaluate_and_save(
@@ -199,7 +203,10 @@ def run_trl_job(
 ) -> TrainingResult:
     """Loads the model, trains trl's `trainer_class` on `rows` (resuming, cancellable), scores and saves it."""
     check_cancelled(reporter)
-    loaded, device = load_vlm(config)
+    base = resolve_base(config.model_name_or_path, workdir)
+    if not base.pretrained:
+        reporter.log(f"{base.label}: LoRA on random weights checks the pipeline, it will not learn much")
+    loaded, device = load_vlm(dataclasses.replace(config, model_name_or_path=base.path))
     data_file = workdir / "data" / f"{kind.removeprefix('vlm_')}_train.jsonl"
     train_dataset = load_training_rows(rows, data_file, workdir)
     args = args_class(**trainer_arguments(config, device, workdir), **method_args)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
+from ml.training.bases import registry_version
+
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
 MODEL_SUFFIXES = (".pt", ".yaml", ".yml")
@@ -15,8 +17,9 @@ class YoloConfig:
     model: str = field(
         default="yolov8n.yaml",
         metadata={
-            "help": "A local .pt checkpoint path to fine-tune, or an ultralytics model yaml (e.g. 'yolov8n.yaml', "
-            "'yolo11n.yaml') to train from scratch. Hub names are never downloaded."
+            "help": "A local .pt checkpoint path to fine-tune, registry:vN (warm start from a yolo version), or an "
+            "ultralytics model yaml (e.g. 'yolov8n.yaml', 'yolo11n.yaml') to train from scratch. Hub names are "
+            "never downloaded."
         },
     )
     image_size: int = field(
@@ -54,9 +57,11 @@ class YoloConfig:
     threshold_grid: int = field(default=5000, metadata={"help": "Thresholds tried in the val MCC sweep."})
 
     def __post_init__(self) -> None:
-        if PurePath(self.model).suffix.lower() not in MODEL_SUFFIXES:
+        warm_start = registry_version(self.model) is not None
+        if not warm_start and PurePath(self.model).suffix.lower() not in MODEL_SUFFIXES:
             raise ValueError(
-                "model: must be a local .pt checkpoint or a model .yaml (hub names are not downloaded)"
+                "model: must be a local .pt checkpoint, a model .yaml or registry:vN (hub names are not "
+                "downloaded)"
             )
         for name in ("image_size", "epochs", "batch", "lr0", "threshold_grid"):
             if getattr(self, name) <= 0:

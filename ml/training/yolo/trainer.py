@@ -19,6 +19,7 @@ import yaml
 from ml.dataset import DatasetInfo, DatasetRecord, DatasetVersionDir
 from ml.evaluation import mcc_optimal_threshold
 from ml.exports import export_yolo, has_box_annotation
+from ml.training.bases import resolve_base
 from ml.training.common.artifacts import write_decision_files, write_model_card
 from ml.training.common.holdout import holdout_report
 from ml.training.common.runtime import resolve_device
@@ -160,7 +161,13 @@ def train_args(config: YoloConfig, data_yaml: Path, workdir: Path, device: str) 
 
 
 def train_detector(
-    yolo_cls: Any, config: YoloConfig, data_yaml: Path, workdir: Path, device: str, reporter: Reporter
+    yolo_cls: Any,
+    config: YoloConfig,
+    source: str,
+    data_yaml: Path,
+    workdir: Path,
+    device: str,
+    reporter: Reporter,
 ) -> Path:
     """Trains (or resumes from `workdir/checkpoints/weights/last.pt`); returns the best weights."""
     run_dir = workdir / RUN_NAME
@@ -170,7 +177,7 @@ def train_detector(
         return weights / "best.pt"
     last = weights / "last.pt"
     resume = last.exists()
-    model = yolo_cls(str(last) if resume else config.model)
+    model = yolo_cls(str(last) if resume else source)
     for event, callback in training_callbacks(reporter).items():
         model.add_callback(event, callback)
     reporter.log(f"{'resuming from ' + str(last) if resume else 'training ' + config.model} on {device}")
@@ -295,13 +302,14 @@ def write_artifacts(
 
 def run(config: YoloConfig, dataset: DatasetVersionDir, reporter: Reporter, workdir: Path) -> TrainingResult:
     workdir = Path(workdir).resolve()
-    check_model_source(config.model)
+    base = resolve_base(config.model, workdir)
+    check_model_source(base.path)
     device = ultralytics_device(config.device)
     check_cancelled(reporter)
     data_yaml = export_yolo(dataset, workdir / "yolo_data")
     check_yolo_data(data_yaml)
     yolo_cls = import_ultralytics(workdir / "ultralytics_config")
-    best = train_detector(yolo_cls, config, data_yaml, workdir, device, reporter)
+    best = train_detector(yolo_cls, config, base.path, data_yaml, workdir, device, reporter)
     check_cancelled(reporter)
     model = yolo_cls(str(best))
     detection = holdout_detection_metrics(model, data_yaml, config, workdir, device)
@@ -310,7 +318,8 @@ def run(config: YoloConfig, dataset: DatasetVersionDir, reporter: Reporter, work
     reporter.log(f"holdout: mcc {metrics['mcc']:.3f}, mAP50 {metrics.get('map50', float('nan')):.3f}")
     artifact_dir = workdir / "artifacts"
     files = write_artifacts(artifact_dir, best, data_yaml, config, dataset.info, threshold, metrics)
-    return TrainingResult(artifact_dir, threshold, metrics, holdout_scores, files)
+    method = "warm-start" if base.source == "registry" else ("scratch" if not base.pretrained else "")
+    return TrainingResult(artifact_dir, threshold, metrics, holdout_scores, files, method=method)
 
 
 __all__ = ["JobCancelled", "YoloConfig", "run"]
