@@ -3,19 +3,28 @@ lease, leases that follow the page (reclaim, heartbeat, release beacon), progres
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import zipfile
 from datetime import timedelta
 
 import pytest
+import yaml
 from sqlalchemy import select, update
 
+from app.core.blobs import BlobStore
 from app.core.db import utcnow
+from app.demo import seed_demo
 from app.labels.models import Annotation
 from app.projects.models import Project
-from app.projects.service import BOX_CLASS_KEYS, key_scheme
+from app.projects.service import BOX_CLASS_KEYS, get_by_name, key_scheme
 from app.queue.models import Hardness
+from app.queue.ranking import rerank_project
 from app.queue.service import item_payload
 from tests.utils.accounts import item_ids, logged_in, make_user, seed_project, spread_scores
 from tests.utils.factories import make_key, make_project
+from tests.utils.labeled_data import client_as, seed_labeled_items
 
 BASE = "/api/v1/projects/roadwork"
 BOX_CLASSES = ["cone", "barrier", "sign"]
@@ -214,3 +223,57 @@ def test_box_disagreement_ranks_a_binary_project_between_its_detectors_only(clie
     shown = item_payload(db_session=db, project=db.get(Project, project.id), item_id=ids["same"])
     db.commit()
     assert not any("boxes disagree" in reason for reason in shown["hardness"]["reasons"])
+
+
+def test_one_labeling_pass_feeds_the_detector_export_of_a_binary_project(app, db):
+    project = make_project(db, box_classes=["cone", "barrier"])
+    client, reviewer = client_as(app, db, "reviewer", project=project)
+    items = seed_labeled_items(db, BlobStore(app.state.settings.resolved_blob_dir), project, reviewer, 20)
+    rerank_project(db_session=db, project=project)  # queue rows for the items seeded without ingest
+    positive = next(i for i in items if i.meta["truth"] == 1)
+    first = db.scalar(select(Annotation.id).where(Annotation.item_id == positive.id))
+    db.commit()
+    corrected = client.post(
+        f"{BASE}/items/{positive.id}/annotations",
+        json={"label": 1, "boxes": [[0.1, 0.2, 0.3, 0.6, "barrier"]], "supersedes": first},
+    )
+    assert corrected.status_code == 201, corrected.text
+    assert client.post(f"{BASE}/datasets", json={}).status_code == 201
+    yolo = zipfile.ZipFile(io.BytesIO(client.get(f"{BASE}/datasets/1/export?format=yolo").content))
+    [label_file] = [n for n in yolo.namelist() if n.endswith(f"/{positive.id}.txt")]
+    assert yolo.read(label_file).decode().split()[0] == "1"
+    [data_yaml] = [n for n in yolo.namelist() if n.endswith("data.yaml")]
+    assert yaml.safe_load(yolo.read(data_yaml))["names"] == {0: "cone", 1: "barrier"}
+    coco = zipfile.ZipFile(io.BytesIO(client.get(f"{BASE}/datasets/1/export?format=coco").content))
+    boxes = [
+        (ann, json.loads(coco.read(n)))
+        for n in coco.namelist()
+        if n.endswith(".json")
+        for ann in json.loads(coco.read(n))["annotations"]
+        if ann["image_id"] == positive.id
+    ]
+    [(ann, doc)] = boxes
+    assert {c["id"]: c["name"] for c in doc["categories"]}[ann["category_id"]] == "barrier"
+
+
+def test_the_demo_takes_a_yes_with_the_detectors_named_boxes(app, settings, db):
+    seed_demo(settings, limit=30)
+    project = get_by_name(db_session=db, name="roadwork")
+    assert "cone" in project.box_classes and "traffic_cone" not in project.box_classes
+    assert all(c["key"] for c in key_scheme(project)["box_classes"])
+    db.commit()
+    annotator = logged_in(app, "annotator", os.environ.get("HARDCASE_DEMO_PASSWORD", "annotator"))
+    for _ in range(30):
+        leased = annotator.post("/api/v1/projects/roadwork/queue/next").json()["item"]
+        boxes = [b for p in leased["predictions"] for b in p["boxes"]]
+        if boxes:
+            break
+        annotator.post(f"/api/v1/projects/roadwork/queue/{leased['id']}/skip")
+    assert boxes and all(isinstance(b[4], str) for b in boxes)  # the cascade names its classes
+    response = annotator.post(
+        f"/api/v1/projects/roadwork/items/{leased['id']}/annotations",
+        json={"label": 1, "boxes": [b[:5] for b in boxes]},
+    )
+    assert response.status_code == 201, response.text
+    saved = response.json()["annotation"]["boxes"]
+    assert [project.box_classes[b[4]] for b in saved] == [b[4] for b in boxes]

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.auth.users import get_by_username
 from app.core.blobs import BlobStore
-from app.core.db import session_scope
+from app.core.db import session_scope, utcnow
 from app.ingest.models import Prediction
 from app.ingest.service import ingest_batch
 from app.labels.models import Annotation, Flag
@@ -22,6 +23,7 @@ from app.projects.schemas import ProjectCreate
 from app.projects.service import create as create_project
 from app.projects.service import get_by_name, key_scheme
 from app.queue.models import Hardness
+from app.queue.service import as_utc
 from app.users.service import create_account
 from ml.sample_data import roadwork_pool
 from tests.browser.conftest import PASSWORD, small_jpeg
@@ -32,7 +34,7 @@ SHOTS = Path("/tmp/shots")
 INSTRUCTIONS = (
     "Answer **yes** for roadwork.\n\n- take the *boxes* with `A`\n- <script>alert(1)</script> stays text"
 )
-USERS = ("yes", "fails", "closes", "zooms", "edits", "flags", "goals", "reads")
+USERS = ("yes", "fails", "closes", "beats", "zooms", "edits", "flags", "goals", "reads")
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +186,30 @@ def test_closing_the_page_gives_its_leases_back(browser: Browser, live_site, wor
         time.sleep(0.1)
     assert leases_of(live_site, "closes") == []
     context.close()
+
+
+def test_an_open_page_renews_its_leases_every_half_minute(page: Page, live_site, works) -> None:
+    page.clock.install()
+    open_label_page(page, live_site, "beats")
+    expect(page.locator("#labeler")).to_have_attribute("data-prefetched", "1")
+    held = leases_of(live_site, "beats")
+    almost_gone = utcnow() + timedelta(seconds=20)
+    with session_scope(live_site.sessions) as session:
+        session.execute(
+            update(Hardness).where(Hardness.item_id.in_(held)).values(lease_expires_at=almost_gone)
+        )
+    page.clock.fast_forward("00:31")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and min(expiries(live_site, held)) <= almost_gone:
+        time.sleep(0.1)
+    assert min(expiries(live_site, held)) > almost_gone + timedelta(seconds=60)
+    assert sorted(leases_of(live_site, "beats")) == sorted(held)
+
+
+def expiries(site, item_ids: list[int]) -> list:
+    with site.sessions() as session:
+        rows = session.scalars(select(Hardness.lease_expires_at).where(Hardness.item_id.in_(item_ids)))
+        return [as_utc(r) for r in rows]
 
 
 def test_zoom_by_keys_and_wheel_and_pan_by_space_drag(page: Page, live_site, works) -> None:
