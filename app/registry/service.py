@@ -25,6 +25,7 @@ from app.jobs.service import as_utc
 from app.projects.models import Project
 from app.registry.models import ARCHIVED, PRODUCTION, HoldoutScore, ModelVersion, StageChange
 from ml.evaluation import binary_metrics, bootstrap_mcc_difference, reliability_curve, slice_mcc
+from ml.training.common.artifacts import stamp_model_card
 
 SLICE_KEYS = ("is_night", "camera_id")
 N_BOOT = 1000
@@ -150,10 +151,8 @@ def register_model_version(
     training_metrics: dict[str, Any],
     files: dict[str, str],
     settings: Settings,
-    method: str = "",
 ) -> ModelVersion:
-    """A new candidate from a finished job, with holdout metrics and the comparison to production; its name
-    says how it was trained (e.g. roadwork-classifier_lora-full vs -lora)."""
+    """A new candidate from a finished job, with holdout metrics and the comparison to production."""
     existing = db_session.scalar(select(ModelVersion).where(ModelVersion.job_id == job.id))
     if existing is not None:
         return existing
@@ -172,15 +171,17 @@ def register_model_version(
             truth=truth,
         )
         metrics["vs_production_version"] = production.version
-    archive = settings.data_dir.resolve() / "models" / f"project-{project.id}" / f"job-{job.id}.zip"
-    sha256, size = archive_artifact(artifact_dir, archive)
     latest = db_session.scalar(
         select(func.max(ModelVersion.version)).where(ModelVersion.project_id == project.id)
     )
+    version = (latest or 0) + 1
+    stamp_model_card(artifact_dir, project=project.name, version=version)  # the card inside the archive
+    archive = settings.data_dir.resolve() / "models" / f"project-{project.id}" / f"job-{job.id}.zip"
+    sha256, size = archive_artifact(artifact_dir, archive)
     model = ModelVersion(
         project_id=project.id,
-        name="-".join(part for part in (project.name, job.kind, method) if part),
-        version=(latest or 0) + 1,
+        name=f"{project.name}-{job.kind}",
+        version=version,
         kind=job.kind,
         job_id=job.id,
         dataset_version_id=job.dataset_version_id,

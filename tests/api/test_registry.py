@@ -46,6 +46,7 @@ def register(app, db, project, holdout: dict[int, int], tmp_path, *, skill: floa
     (artifacts / "merged").mkdir(parents=True)
     (artifacts / "merged" / "model.safetensors").write_bytes(np.random.default_rng(seed).bytes(2048))
     (artifacts / "threshold.json").write_text('{"threshold": 0.5}')
+    (artifacts / "README.md").write_text("# roadwork-distill\n\n- **Method**: distill\n")
     rng = np.random.default_rng(seed)
     scores = {
         i: float(np.clip(label * skill + rng.normal(0.5 - skill / 2, 0.2), 0, 1))
@@ -99,6 +100,19 @@ def test_a_second_model_is_compared_to_production_with_a_paired_bootstrap(app, d
     assert table[1]["stage"] == "production" and table[1]["vs_production"] is None
     assert table[2]["vs_production"]["production_version"] == 1
     assert table[2]["vs_production"]["mean"] == versus["mean"]
+
+
+def test_the_downloaded_card_names_the_registry_version(app, db, tmp_path):
+    import zipfile
+
+    project, _, holdout = setup_registry(app, db)
+    register(app, db, project, holdout, tmp_path, skill=0.5, seed=1)
+    second, _ = register(app, db, project, holdout, tmp_path, skill=0.6, seed=2)
+    with zipfile.ZipFile(second.artifact_archive) as archive:
+        card = archive.read("artifacts/README.md").decode()
+    assert second.version == 2
+    assert card.splitlines()[2] == "- **Registry**: project `roadwork`, model version v2"
+    assert "v1" not in card
 
 
 def test_promotion_archives_the_previous_model_and_rollback_restores_it(app, db, tmp_path):

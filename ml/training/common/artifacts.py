@@ -57,7 +57,8 @@ def write_model_card(
         "",
         f"- **Method**: {method}",
         f"- **Base model**: `{base_model}`",
-        f"- **Dataset**: project `{dataset.project}`, version {dataset.version}, content hash `{dataset.content_hash}`",
+        f"- **Dataset**: project `{dataset.project}`, dataset version {dataset.version}, "
+        f"content hash `{dataset.content_hash}`",
         _classes_line(dataset),
         f"- **Decision rule**: {decision_rule}",
         "",
@@ -99,3 +100,18 @@ def write_model_card(
     artifact_dir.mkdir(parents=True, exist_ok=True)
     (artifact_dir / MODEL_CARD_FILE).write_text("\n".join(lines))
     return {"model_card": MODEL_CARD_FILE}
+
+
+REGISTRY_LINE = "- **Registry**:"
+
+
+def stamp_model_card(artifact_dir: Path, *, project: str, version: int) -> None:
+    """Names the registry version in the card; only the registry knows it, when it registers the model (before
+    it zips what the cascade downloads). Idempotent: a re-registration replaces the line."""
+    card = artifact_dir / MODEL_CARD_FILE
+    if not card.exists():
+        return
+    lines = [line for line in card.read_text().splitlines() if not line.startswith(REGISTRY_LINE)]
+    stamp = f"{REGISTRY_LINE} project `{project}`, model version v{version}"
+    lines.insert(min(2, len(lines)), stamp)  # the first bullet, under the title
+    card.write_text("\n".join(lines) + "\n")
