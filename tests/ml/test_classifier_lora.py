@@ -156,7 +156,9 @@ def test_auto_method_fine_tunes_a_random_builtin_fully_and_a_pretrained_folder_w
     builtin = run(
         tiny_config("builtin:vit-tiny", max_steps=1), roadwork_dataset_dir, MemoryReporter(), tmp_path / "b"
     )
-    pretrained = run(tiny_config(tiny_vit, max_steps=1), roadwork_dataset_dir, MemoryReporter(), tmp_path / "p")
+    pretrained = run(
+        tiny_config(tiny_vit, max_steps=1), roadwork_dataset_dir, MemoryReporter(), tmp_path / "p"
+    )
     assert (builtin.method, pretrained.method) == ("full", "lora")
     assert builtin.metrics["trainable_params"] == builtin.metrics["total_params"]
     card = (builtin.artifact_dir / "README.md").read_text()
