@@ -6,18 +6,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.blobs import BlobStore, blob_uri
-from app.core.bulk import insert_ignoring_conflicts
+from app.core.bulk import insert_new_rows, refresh_statistics
 from app.core.config import Settings
 from app.ingest.images import ImageRejected, check_image, decode_base64
 from app.ingest.models import Item, Prediction
-from app.ingest.schemas import IngestSummary, ItemError, ItemIn
+from app.ingest.schemas import IngestSummary, ItemError, ItemIn, ItemMetadata
 from app.projects.models import Project
-from app.queue.ranking import rescore_after_ingest
+from app.queue.ranking import PredictionRows, rescore_after_ingest
+
+# Tables whose statistics the next batch's plans (and the queue's) depend on.
+INGEST_TABLES = ("items", "predictions", "hardness")
 
 
 @dataclass
@@ -25,6 +29,22 @@ class _ValidItem:
     index: int
     item: ItemIn
     image_fields: dict[str, Any] = field(default_factory=dict)
+
+
+class _Batch(BaseModel):
+    items: list[ItemIn]
+
+
+def parse_batch_json(body: bytes, *, max_metadata_bytes: int) -> list[ItemIn] | None:
+    """Parses and validates a whole JSON batch in one pass (pydantic-core, no intermediate dicts).
+
+    None when anything in it is not valid: the caller then parses it item by item, which keeps the good items
+    and names each bad one's first error.
+    """
+    try:
+        return _Batch.model_validate_json(body, context={"max_metadata_bytes": max_metadata_bytes}).items
+    except ValidationError:
+        return None
 
 
 def error_field(prefix: str, loc: tuple) -> str:
@@ -123,67 +143,108 @@ def _multipart_part(files: Mapping[str, bytes], name: str | None) -> bytes:
     return files[name]
 
 
-def _item_row(project_id: int, entry: _ValidItem) -> dict[str, Any]:
-    meta = entry.item.metadata
-    extra = meta.model_dump(exclude={"captured_at", "camera_id", "is_night", "lat", "lon"}, mode="json")
-    return {
-        "project_id": project_id,
-        "external_id": entry.item.external_id,
-        "image_uri": None,
-        "sha256": None,
-        "width": None,
-        "height": None,
-        "phash": None,
-        "captured_at": meta.captured_at,
-        "camera_id": meta.camera_id,
-        "is_night": meta.is_night,
-        "lat": meta.lat,
-        "lon": meta.lon,
-        "meta": extra,
-        **entry.image_fields,
-    }
+_METADATA_COLUMNS = ("captured_at", "camera_id", "is_night", "lat", "lon")
+_IMAGE_COLUMNS = ("image_uri", "sha256", "width", "height", "phash")
 
 
-def upsert_items(session: Session, project_id: int, entries: list[_ValidItem]) -> tuple[dict[str, int], int]:
-    """Inserts new items, keeps existing ones; returns external_id -> item id and how many were new."""
+def _free_metadata(meta: ItemMetadata) -> dict[str, Any]:
+    """Tags and whatever else the cascade sent (stored as the item's `meta`)."""
+    extra = meta.__pydantic_extra__
+    return {"tags": meta.tags, **to_jsonable_python(extra)} if extra else {"tags": meta.tags}
+
+
+def _item_columns(entries: list[_ValidItem]) -> dict[str, list[Any]]:
+    metas = [e.item.metadata for e in entries]
+    columns: dict[str, list[Any]] = {"external_id": [e.item.external_id for e in entries]}
+    columns |= {name: [e.image_fields.get(name) for e in entries] for name in _IMAGE_COLUMNS}
+    columns |= {name: [getattr(m, name) for m in metas] for name in _METADATA_COLUMNS}
+    columns["meta"] = [_free_metadata(m) for m in metas]
+    return columns
+
+
+def upsert_items(
+    session: Session, project_id: int, entries: list[_ValidItem]
+) -> tuple[dict[str, int], set[int]]:
+    """Inserts new items, keeps existing ones; returns external_id -> item id and the ids created now.
+
+    The new ids come back from the INSERT itself; only items that already existed are looked up.
+    """
     if not entries:
-        return {}, 0
-    rows = [_item_row(project_id, e) for e in entries]
-    created = insert_ignoring_conflicts(session, Item.__table__, rows, ["project_id", "external_id"], "id")
-    ids = dict(
-        session.execute(
-            select(Item.external_id, Item.id).where(
-                Item.project_id == project_id, Item.external_id.in_([e.item.external_id for e in entries])
-            )
-        )
-        .tuples()
-        .all()
+        return {}, set()
+    created = insert_new_rows(
+        session,
+        Item.__table__,
+        _item_columns(entries),
+        constants={"project_id": project_id},
+        conflict=["project_id", "external_id"],
+        returning=["external_id", "id"],
     )
-    return ids, len(created)
+    ids = dict(created)
+    existing = [e.item.external_id for e in entries if e.item.external_id not in ids]
+    if existing:
+        ids |= dict(
+            session.execute(
+                select(Item.external_id, Item.id).where(
+                    Item.project_id == project_id, Item.external_id.in_(existing)
+                )
+            )
+            .tuples()
+            .all()
+        )
+    return ids, {item_id for _, item_id in created}
 
 
-def insert_predictions(
-    session: Session, project_id: int, entries: list[_ValidItem], item_ids: dict[str, int]
-) -> list[int]:
+def _prediction_columns(entries: list[_ValidItem], item_ids: dict[str, int]) -> dict[str, list[Any]]:
+    """The batch's predictions column-wise, the first of each (item, model, version) only (as the table keeps)."""
+    columns: dict[str, list[Any]] = {name: [] for name in _PREDICTION_COLUMNS}
+    seen: set[tuple[int, str, str]] = set()
+    for entry in entries:
+        item_id = item_ids[entry.item.external_id]
+        for p in entry.item.predictions:
+            key = (item_id, p.model, p.model_version)
+            if key in seen:
+                continue
+            seen.add(key)
+            for name, value in zip(
+                _PREDICTION_COLUMNS,
+                (item_id, p.model, p.model_version, p.score, p.probs, p.label, p.boxes, p.embedding, p.extra),
+                strict=True,
+            ):
+                columns[name].append(value)
+    return columns
+
+
+_PREDICTION_COLUMNS = (
+    "item_id",
+    "model",
+    "model_version",
+    "score",
+    "probs",
+    "label",
+    "boxes",
+    "embedding",
+    "extra",
+)
+
+
+def insert_predictions(session: Session, project_id: int, columns: dict[str, list[Any]]) -> list[int]:
     """Adds predictions not seen before; returns one item id per new prediction."""
-    rows = [
-        {
-            "item_id": item_ids[e.item.external_id],
-            "project_id": project_id,
-            "model": p.model,
-            "model_version": p.model_version,
-            "score": p.score,
-            "probs": p.probs,
-            "label": p.label,
-            "boxes": p.boxes,
-            "embedding": p.embedding,
-            "extra": p.extra,
-        }
-        for e in entries
-        for p in e.item.predictions
-    ]
-    conflict = ["item_id", "model", "model_version"]
-    return insert_ignoring_conflicts(session, Prediction.__table__, rows, conflict, "item_id")
+    inserted = insert_new_rows(
+        session,
+        Prediction.__table__,
+        columns,
+        constants={"project_id": project_id},
+        conflict=["item_id", "model", "model_version"],
+        returning=["item_id"],
+    )
+    return [item_id for (item_id,) in inserted]
+
+
+def _created_predictions(columns: dict[str, list[Any]], created: set[int]) -> PredictionRows:
+    """The complete predictions of the items created by this batch, from memory, in insertion order."""
+    keep = [i for i, item_id in enumerate(columns["item_id"]) if item_id in created]
+    pick = [columns[name] for name in ("item_id", "model", "score", "probs", "boxes")]
+    return PredictionRows(*([column[i] for i in keep] for column in pick))
 
 
 def ingest_batch(
@@ -195,21 +256,28 @@ def ingest_batch(
     blobs: BlobStore,
     settings: Settings,
 ) -> IngestSummary:
+    """Stores a batch. `raw_items` are dicts, or items `parse_batch_json` already validated."""
     valid, errors = validate_items(raw_items, max_metadata_bytes=settings.max_metadata_bytes)
     valid, image_errors, stored = store_images(valid, files, blobs=blobs, settings=settings)
     errors.extend(image_errors)
-    item_ids, items_created = upsert_items(db_session, project.id, valid)
-    new_prediction_items = insert_predictions(db_session, project.id, valid, item_ids)
-    changed = sorted(set(new_prediction_items))
+    item_ids, created = upsert_items(db_session, project.id, valid)
+    predictions = _prediction_columns(valid, item_ids)
+    new_prediction_items = insert_predictions(db_session, project.id, predictions)
     # Every ingest path (API, CLI demo, workers) goes through here, so the queue stays ranked.
     rescore_after_ingest(
-        db_session=db_session, project=project, changed_item_ids=changed, batch_item_ids=item_ids.values()
+        db_session=db_session,
+        project=project,
+        changed_item_ids=set(new_prediction_items),
+        batch_item_ids=item_ids.values(),
+        created_item_ids=created,
+        created_predictions=_created_predictions(predictions, created),
     )
     db_session.commit()
+    refresh_statistics(db_session, INGEST_TABLES)
     return IngestSummary(
         received=len(raw_items),
         accepted=len(valid),
-        items_created=items_created,
+        items_created=len(created),
         predictions_created=len(new_prediction_items),
         images_stored=stored,
         errors=sorted(errors, key=lambda e: e.index),

@@ -241,32 +241,63 @@ def _box_scores(
     return scores
 
 
-def score_items(*, db_session: Session, project: Project, item_ids: Iterable[int]) -> int:
+def score_items(
+    *,
+    db_session: Session,
+    project: Project,
+    item_ids: Iterable[int],
+    known_item_ids: Iterable[int] = (),
+    known: PredictionRows | None = None,
+) -> int:
     """Recomputes the hardness of exactly these items and upserts their rows; queue state is left alone.
 
+    `known` holds every prediction of the items in `known_item_ids`, already in memory: those are not read back.
     Reasons are not stored (a Python call per item costs more than the rest of the ranking): the label page
     builds them for the item it shows.
     """
     ids = np.array(sorted(set(item_ids)), dtype=np.int64)
     if not len(ids):
         return 0
-    rows = _fetch_predictions(db_session, project, ids.tolist())
+    known = known or PredictionRows([], [], [], [], [])
+    to_read = sorted(set(ids.tolist()) - set(known_item_ids))
+    rows = _concat(_fetch_predictions(db_session, project, to_read), known) if to_read else known
     matrix, models, boxes = latest_matrix(project, ids, rows)
     columns = measure_columns(project, rank(project, matrix, models, ids, boxes))
     upsert_hardness(db_session, project.id, ids, columns)
     return len(ids)
 
 
+def _concat(first: PredictionRows, second: PredictionRows) -> PredictionRows:
+    return PredictionRows(*(a + b for a, b in zip(vars(first).values(), vars(second).values(), strict=True)))
+
+
 def rescore_after_ingest(
-    *, db_session: Session, project: Project, changed_item_ids: list[int], batch_item_ids: Iterable[int]
+    *,
+    db_session: Session,
+    project: Project,
+    changed_item_ids: Iterable[int],
+    batch_item_ids: Iterable[int],
+    created_item_ids: Iterable[int] = (),
+    created_predictions: PredictionRows | None = None,
 ) -> int:
-    """Ingestion hook: re-scores items with new predictions and enrols new items that have none yet."""
-    changed = set(changed_item_ids)
+    """Ingestion hook: re-scores items with new predictions and enrols new items that have none yet.
+
+    Items the batch created are scored from `created_predictions` (all they have, still in memory); only
+    items that existed before are read back from the predictions table.
+    """
+    created = set(created_item_ids)
+    changed = set(changed_item_ids) | created
     batch = set(batch_item_ids) - changed
     if batch:
         ranked = set(db_session.scalars(select(Hardness.item_id).where(Hardness.item_id.in_(batch))))
         changed |= batch - ranked
-    return score_items(db_session=db_session, project=project, item_ids=changed)
+    return score_items(
+        db_session=db_session,
+        project=project,
+        item_ids=changed,
+        known_item_ids=created,
+        known=created_predictions,
+    )
 
 
 # --- full re-rank: the whole project after its threshold or strategy changed ---------------------------------

@@ -1,0 +1,145 @@
+"""Ingest cost per batch as the table grows: the curve from 10k items to 1M (or more), not one point.
+
+    python -m bench.scale --items 200000                       # every item through the ingest service
+    python -m bench.scale --items 1000000 --fill sql           # PostgreSQL: jump between checkpoints with
+                                                               # server-side SQL, measure batches at each size
+
+Each batch (1,000 items x 3 predictions by default) goes through `app.ingest.service.ingest_batch` in this
+process, the code path behind the HTTP endpoint without the HTTP layer. At every checkpoint it prints the
+median seconds per batch of the last `--window` batches and the ratio to the first checkpoint: a flat curve
+(ratio ~1) means ingest stays linear in the table size. Nothing runs ANALYZE for the benchmark; statistics are
+whatever the product keeps up to date itself (autovacuum is off on the reference machine).
+
+`--fill sql` inserts items, three predictions each and their hardness rows with one INSERT ... SELECT from
+generate_series (as a bulk import or months of ingest would leave them), then ingests `--window` batches
+through the service at that size. 10M needs about 10 GB of disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from app.core.blobs import BlobStore
+from app.core.config import Settings
+from app.core.db import make_engine, make_sessionmaker, session_scope
+from app.ingest.service import ingest_batch
+from app.projects.models import Project
+from app.projects.schemas import ProjectCreate
+from app.projects.service import create as create_project
+from bench.common import scratch_database
+from bench.ingest import make_item
+
+FILL_SQL = """
+WITH new_items AS (
+    INSERT INTO items (project_id, external_id, camera_id, is_night, captured_at, meta, created_at)
+    SELECT %(project)s, 'fill-' || lpad(g::text, 9, '0'), 'cam-' || (g %% 50), g %% 5 = 0,
+           now() - (g %% 100000) * interval '1 minute', '{}', now()
+    FROM generate_series(%(start)s, %(stop)s - 1) AS g
+    RETURNING id
+), new_predictions AS (
+    INSERT INTO predictions (item_id, project_id, model, model_version, score, boxes, extra, received_at)
+    SELECT new_items.id, %(project)s, m, '1', random(), '[]', '{}', now()
+    FROM new_items, unnest(ARRAY['yolo-cones', 'vit-roadwork', 'qwen2.5-vl']) AS m
+)
+INSERT INTO hardness (item_id, project_id, priority, box_disagreement, n_models, likely_positive, status,
+                      annotation_count, skip_count, updated_at)
+SELECT id, %(project)s, random(), 0, 3, false, 'pending', 0, 0, now() FROM new_items
+"""
+
+
+def checkpoints(text: str) -> list[int]:
+    return sorted(int(float(part.lower().replace("k", "e3").replace("m", "e6"))) for part in text.split(","))
+
+
+class Ingester:
+    """Sends numbered batches through the ingest service and remembers how long each took."""
+
+    def __init__(self, url: str, data_dir: Path, batch_size: int, models: int) -> None:
+        self.sessions = make_sessionmaker(make_engine(url))
+        self.settings = Settings(data_dir=data_dir, database_url=url)
+        self.blobs = BlobStore(data_dir / "blobs")
+        self.batch_size, self.models = batch_size, models
+        self.next_index = 0
+        with session_scope(self.sessions) as session:
+            self.project_id = create_project(db_session=session, project_in=ProjectCreate(name="scale")).id
+
+    def batch(self) -> float:
+        items = [make_item(self.next_index + i, self.models) for i in range(self.batch_size)]
+        self.next_index += self.batch_size
+        started = time.perf_counter()
+        with session_scope(self.sessions) as session:
+            summary = ingest_batch(
+                db_session=session,
+                project=session.get(Project, self.project_id),
+                raw_items=items,
+                files={},
+                blobs=self.blobs,
+                settings=self.settings,
+            )
+        elapsed = time.perf_counter() - started
+        assert summary.items_created == len(items), summary
+        return elapsed
+
+
+def sql_fill(url: str, project_id: int, start: int, stop: int) -> None:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        for chunk in range(start, stop, 100_000):
+            conn.execute(
+                FILL_SQL, {"project": project_id, "start": chunk, "stop": min(stop, chunk + 100_000)}
+            )
+            conn.commit()
+
+
+def run(args: argparse.Namespace) -> None:
+    marks = checkpoints(args.checkpoints) if args.checkpoints else []
+    marks = [m for m in marks if m <= args.items] or [args.items]
+    print(
+        f"{args.backend}: {args.items} items x {args.models} predictions in batches of {args.batch_size}, "
+        f"fill={args.fill}, median of the last {args.window} batches at each checkpoint"
+    )
+    print(f"{'items':>10} {'s/batch':>9} {'items/s':>9} {'x first':>8}")
+    with scratch_database(args.backend) as url, tempfile.TemporaryDirectory() as tmp:
+        ingester = Ingester(url, Path(tmp), args.batch_size, args.models)
+        table_size, first, times = 0, None, []
+        for mark in marks:
+            if args.fill == "sql":
+                sql_fill(url, ingester.project_id, table_size, mark - args.window * args.batch_size)
+                table_size = mark - args.window * args.batch_size
+                times = []
+            while table_size < mark:
+                times.append(ingester.batch())
+                table_size += args.batch_size
+            median = statistics.median(times[-args.window :])
+            first = first or median
+            print(
+                f"{table_size:>10} {median:>9.3f} {args.batch_size / median:>9.0f} {median / first:>8.2f}",
+                flush=True,
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backend", default=os.environ.get("HARDCASE_BENCH_BACKEND", "postgresql"))
+    parser.add_argument("--items", type=int, default=200_000)
+    parser.add_argument("--checkpoints", default="10k,50k,100k,200k,500k,1m,2m,5m,10m")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--models", type=int, default=3)
+    parser.add_argument("--window", type=int, default=5, help="batches whose median is reported per point")
+    parser.add_argument("--fill", choices=("ingest", "sql"), default="ingest")
+    args = parser.parse_args()
+    if args.fill == "sql" and args.backend != "postgresql":
+        parser.error("--fill sql is PostgreSQL only")
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
