@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from app.core.config import EMBEDDED, Settings, get_settings
+from app.core.processes import UP_OWNER_ENV, die_with_parent, is_up_worker, stop_processes, up_workers
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
@@ -52,17 +55,75 @@ def embedded_broker(settings: Settings) -> Iterator[None]:
 
 
 @contextmanager
-def worker_process(queues: str, concurrency: int, beat: bool) -> Iterator[subprocess.Popen]:
-    proc = subprocess.Popen(worker_command(queues, concurrency, beat), env=os.environ.copy())
+def worker_process(queues: str, concurrency: int, beat: bool, data_dir: Path) -> Iterator[subprocess.Popen]:
+    """The worker of `hardcase up`: its own process group, SIGTERM when we die, marked with our data dir."""
+    env = {**os.environ, UP_OWNER_ENV: str(data_dir.resolve())}
+    proc = subprocess.Popen(
+        worker_command(queues, concurrency, beat), env=env, process_group=0, preexec_fn=die_with_parent()
+    )
     try:
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown: the main process stops pool and beat
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        # pool or beat children that outlived their main process (verified by marker and process group)
+        stop_processes(
+            [p for p in up_workers(data_dir) if p.pgid == proc.pid],
+            lambda info: is_up_worker(info, data_dir),
+            timeout_s=5,
+        )
+
+
+def stop_leftovers(data_dir: Path) -> None:
+    """Stops the worker processes a killed `hardcase up` left running on this data dir."""
+    leftovers = up_workers(data_dir)
+    if leftovers:
+        pids = ", ".join(str(p.pid) for p in leftovers)
+        print(f"stopping worker processes left by an earlier run (pids {pids})", flush=True)
+        stop_processes(leftovers, lambda info: is_up_worker(info, data_dir))
+
+
+@contextmanager
+def single_instance(data_dir: Path) -> Iterator[None]:
+    """One `hardcase up` per data dir: an exclusive lock the kernel drops when its holder dies, even SIGKILLed."""
+    lock = open(data_dir / "up.lock", "a+")  # noqa: SIM115 (held for the whole run)
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise SystemExit(
+                f"another `hardcase up` (pid {lock.read().strip() or '?'}) runs on {data_dir}; stop it first"
+            ) from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+    finally:
+        lock.close()
+
+
+@contextmanager
+def terminate_like_interrupt() -> Iterator[None]:
+    """SIGTERM (docker stop, systemd) and SIGHUP unwind like Ctrl-C, so every cleanup below runs.
+
+    uvicorn handles the signal during serving, then re-raises it once it has shut down; this handler then
+    turns it into KeyboardInterrupt instead of the default instant death.
+    """
+
+    def interrupt(signum: int, _frame) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _pin_data_dir(settings: Settings) -> None:
@@ -76,16 +137,24 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     _pin_data_dir(settings)
-    upgrade(settings.resolved_database_url)
-    if args.demo:
-        from app.demo import seed_demo
+    data_dir = settings.data_dir.resolve()
+    try:
+        with terminate_like_interrupt(), single_instance(data_dir):
+            stop_leftovers(data_dir)
+            upgrade(settings.resolved_database_url)
+            if args.demo:
+                from app.demo import seed_demo
 
-        seed_demo(settings)
-    with embedded_broker(settings), worker_process("cpu,gpu", args.concurrency, beat=True):
-        print(
-            f"Hardcase on http://{args.host}:{args.port}  (Ctrl-C stops API, worker and broker)", flush=True
-        )
-        serve(settings, args.host, args.port)
+                seed_demo(settings)
+            with embedded_broker(settings), worker_process("cpu,gpu", args.concurrency, True, data_dir):
+                print(
+                    f"Hardcase on http://{args.host}:{args.port}  (Ctrl-C stops API, worker and broker)",
+                    flush=True,
+                )
+                serve(settings, args.host, args.port)
+    except KeyboardInterrupt:
+        pass
+    print("hardcase stopped", flush=True)
     return 0
 
 

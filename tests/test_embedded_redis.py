@@ -1,4 +1,4 @@
-"""The embedded broker is started, reused and cleaned up by pidfile; no stray server survives `stop`."""
+"""The embedded broker is started, replaced and cleaned up by pidfile; no stray server survives `stop`."""
 
 from __future__ import annotations
 
@@ -8,18 +8,20 @@ import signal
 from app.core.embedded_redis import EmbeddedRedis, _process_exists
 
 
-def test_a_live_server_from_an_earlier_run_is_reused(tmp_path):
+def test_a_live_server_from_an_earlier_run_is_replaced_and_its_queued_data_kept(tmp_path):
     first = EmbeddedRedis(tmp_path / "redis" / "redis.sock")
     pid = first.start()
+    first.client().set("queued", "task")
+    again = EmbeddedRedis(tmp_path / "redis" / "redis.sock")
     try:
-        first.client().set("queued", "task")
-        again = EmbeddedRedis(tmp_path / "redis" / "redis.sock")
-        assert again.start() == pid
+        new_pid = again.start()
+        assert new_pid != pid and not _process_exists(pid)
         assert again.client().get("queued") == b"task"
     finally:
+        again.stop()
         first.stop()
-    assert not _process_exists(pid)
-    assert not first.pidfile.exists() and not first.socket_path.exists()
+    assert not _process_exists(new_pid)
+    assert not again.pidfile.exists() and not again.socket_path.exists()
 
 
 def test_a_stale_pidfile_and_socket_after_a_crash_are_cleaned_up(tmp_path):

