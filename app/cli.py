@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="service API keys").add_subparsers(dest="keys_command", required=True)
     create = _add(keys, "create", cmd_keys_create, "create a key (printed once)")
     create.add_argument("name")
-    create.add_argument("--scopes", default="ingest,read", help="comma list of ingest,read,models")
+    create.add_argument("--scopes", default="ingest,read", help="comma list of ingest,read,models,metrics")
     create.add_argument("--project", help="restrict the key to one project")
     _add(keys, "list", cmd_keys_list, "list keys")
     _add(keys, "revoke", cmd_keys_revoke, "revoke a key").add_argument("id", type=int)

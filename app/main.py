@@ -17,6 +17,8 @@ from app.drift.routes import router as drift_router
 from app.ingest.routes import router as ingest_router
 from app.jobs.routes import router as jobs_router
 from app.labels.routes import router as labels_router
+from app.metrics.middleware import RequestMetrics
+from app.metrics.routes import router as metrics_router
 from app.projects.routes import router as projects_router
 from app.queue.routes import router as queue_router
 from app.registry.routes import router as registry_router
@@ -25,6 +27,8 @@ from app.web.admin import router as admin_pages_router
 from app.web.pages import router as pages_router
 from app.web.project_pages import router as project_pages_router
 from app.web.templating import FRONTEND_DIR
+from app.webhooks.pages import router as webhooks_pages_router
+from app.webhooks.routes import router as webhooks_router
 
 ROUTERS = [
     projects_router,
@@ -42,6 +46,9 @@ ROUTERS = [
     datasets_router,
     jobs_router,
     registry_router,
+    webhooks_router,
+    webhooks_pages_router,
+    metrics_router,
 ]
 
 
@@ -53,12 +60,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.resolved_database_url)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
+    app.state.sessionmaker.configure(info={"settings": settings})  # events enqueue on this app's broker
     app.state.blobs = BlobStore(settings.resolved_blob_dir)
     install_error_handlers(app)
     app.add_middleware(
         RequestLimits, max_body_bytes=settings.max_body_bytes, max_json_depth=settings.max_json_depth
     )
     install_security_headers(app, https=settings.secure_cookies)
+    app.add_middleware(RequestMetrics)  # outermost: times every request, refused ones too
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR / "static"), name="static")
     for router in ROUTERS:
         app.include_router(router)

@@ -11,6 +11,7 @@ from app.projects.models import Project
 from app.queue.models import Hardness, QueueCursor, QueueSkip
 from app.registry.models import HoldoutScore, ModelVersion, StageChange
 from app.users.models import ProjectMember
+from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "Annotation",
@@ -37,4 +38,7 @@ __all__ = [
     "StageChange",
     "User",
     "UserSession",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -9,7 +9,14 @@ from app.core.config import Settings, get_settings
 from app.drift.config import DriftSettings
 
 # Modules holding tasks; each domain that runs background work adds its module here.
-TASK_MODULES = ["workers.maintenance", "workers.drift", "workers.ranking", "workers.training"]
+TASK_MODULES = [
+    "workers.maintenance",
+    "workers.drift",
+    "workers.ranking",
+    "workers.training",
+    "workers.webhooks",
+    "workers.metrics",  # signal handlers: task run times
+]
 
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
@@ -33,6 +40,11 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         beat_schedule={
             "reap-jobs": {"task": "hardcase.reap_jobs", "schedule": 30.0, "options": {"queue": CPU_QUEUE}},
+            "resend-webhooks": {
+                "task": "hardcase.resend_overdue_webhooks",
+                "schedule": 60.0,
+                "options": {"queue": CPU_QUEUE},
+            },
             "check-drift": {
                 "task": "hardcase.check_drift",
                 "schedule": float(DriftSettings().interval_s),

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.core.db import Base, utcnow
 
 ROLES = ("annotator", "reviewer", "admin")
-SCOPES = ("ingest", "read", "models")
+SCOPES = ("ingest", "read", "models", "metrics")
 
 
 class User(Base):

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     min_holdout_items: int = Field(
         30, ge=0, description="Promotion is refused on a smaller labeled holdout (an admin may force it)"
     )
+    webhook_max_attempts: int = Field(8, ge=1, le=30, description="Tries per webhook delivery")
+    webhook_retry_base_s: float = Field(
+        10.0, gt=0, description="Wait before the 2nd try; doubles each retry up to webhook_retry_max_s"
+    )
+    webhook_retry_max_s: float = Field(900.0, gt=0, description="Longest wait between two webhook tries")
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120, description="Per-request timeout of a webhook POST")
 
     @property
     def resolved_database_url(self) -> str:

@@ -16,6 +16,7 @@ from app.drift.models import DriftCheck
 from app.ingest.models import Prediction
 from app.projects.models import Project
 from app.queue.models import Hardness
+from app.webhooks import service as webhooks
 
 DRIFT_REASON_PREFIX = "drift:"
 
@@ -191,6 +192,7 @@ def check_model(
         for check in checks:
             check.boosted_items = boosted if check.is_drift else 0
     db_session.flush()
+    webhooks.emit_drift_alarms(db_session=db_session, checks=checks)
     return checks
 
 

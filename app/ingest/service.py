@@ -17,6 +17,7 @@ from app.core.config import Settings
 from app.ingest.images import ImageRejected, check_image, decode_base64
 from app.ingest.models import Item, Prediction
 from app.ingest.schemas import IngestSummary, ItemError, ItemIn, ItemMetadata
+from app.metrics import events as metrics
 from app.projects.models import Project
 from app.queue.ranking import PredictionRows, rescore_after_ingest
 
@@ -247,6 +248,7 @@ def _created_predictions(columns: dict[str, list[Any]], created: set[int]) -> Pr
     return PredictionRows(*([column[i] for i in keep] for column in pick))
 
 
+@metrics.counts_ingest
 def ingest_batch(
     *,
     db_session: Session,

@@ -22,6 +22,7 @@ from app.jobs.models import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, Job, J
 from app.jobs.schemas import JobCreate, JobDetail, JobProgress, JobRead
 from app.projects.models import Project
 from app.registry.models import ModelVersion
+from app.webhooks import service as webhooks
 from ml.training.kinds import JOB_KINDS, build_config, config_fields
 
 STALE_FACTOR = 3  # heartbeats missed before a running job counts as abandoned
@@ -286,6 +287,7 @@ def _finish(db_session: Session, job: Job, status: str, error: str | None = None
     job.status, job.finished_at, job.heartbeat_at = status, utcnow(), None
     if error is not None:
         job.error = error
+    webhooks.emit_job_finished(db_session=db_session, job_id=job.id)
 
 
 def request_cancel(*, db_session: Session, job: Job) -> Job:
@@ -397,6 +399,8 @@ def finish_owned(
         .values(status=status, finished_at=utcnow(), heartbeat_at=None, error=error, **values)
         .execution_options(synchronize_session=False)
     )
+    if result.rowcount == 1:
+        webhooks.emit_job_finished(db_session=db_session, job_id=job_id)
     return result.rowcount == 1
 
 

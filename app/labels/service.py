@@ -18,6 +18,7 @@ from app.core.db import utcnow
 from app.core.errors import ApiError
 from app.labels.agreement import cohen_kappa, fleiss_kappa
 from app.labels.models import Annotation, Flag, Review
+from app.metrics import events as metrics
 from app.projects.models import Project
 from app.projects.service import takes_boxes
 from app.queue.models import Hardness
@@ -184,6 +185,7 @@ def _clear_lease(hardness: Hardness) -> None:
     hardness.lease_owner, hardness.lease_expires_at = None, None
 
 
+@metrics.counts_annotation
 def submit_annotation(
     *,
     db_session: Session,

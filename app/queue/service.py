@@ -19,6 +19,7 @@ from app.core.db import is_postgres, utcnow
 from app.core.errors import ApiError
 from app.ingest.models import Item, Prediction
 from app.labels.models import Annotation
+from app.metrics import events as metrics
 from app.projects.models import Project
 from app.projects.service import takes_boxes
 from app.queue.models import Hardness, QueueCursor, QueueSkip
@@ -153,6 +154,7 @@ def _claim(db_session: Session, item_id: int, user_id: int, expires_at: datetime
     return result.rowcount == 1
 
 
+@metrics.times_lease
 def lease_next_item(
     *,
     db_session: Session,

@@ -24,6 +24,7 @@ from app.jobs.models import Job
 from app.jobs.service import as_utc
 from app.projects.models import Project
 from app.registry.models import ARCHIVED, PRODUCTION, HoldoutScore, ModelVersion, StageChange
+from app.webhooks import service as webhooks
 from ml.evaluation import binary_metrics, bootstrap_mcc_difference, reliability_curve, slice_mcc
 from ml.training.common.artifacts import stamp_model_card
 
@@ -347,6 +348,7 @@ def _make_production(
     if current is not None:
         _set_stage(db_session, current, ARCHIVED, "archive", user_id, f"replaced by v{model.version}")
     _set_stage(db_session, model, PRODUCTION, action, user_id, note, replaced=current)
+    webhooks.emit_model_stage(db_session=db_session, model=model, action=action, replaced=current)
     return model
 
 

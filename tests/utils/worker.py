@@ -36,9 +36,14 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 @contextmanager
 def celery_worker(
-    settings: Settings, queues: str = "cpu,gpu", log_path: Path | None = None, pool: str = "prefork"
+    settings: Settings,
+    queues: str = "cpu,gpu",
+    log_path: Path | None = None,
+    pool: str = "prefork",
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen]:
-    """Starts `celery worker` and waits until it is ready; always stops it (SIGTERM, then SIGKILL)."""
+    """Starts `celery worker` and waits until it is ready; always stops it (SIGTERM, then SIGKILL).
+    `extra_env` adds variables (settings the test changes, PROMETHEUS_MULTIPROC_DIR)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_path or settings.data_dir / f"worker-{time.monotonic_ns()}.log"
     log = log_path.open("w")
@@ -47,7 +52,7 @@ def celery_worker(
     cmd += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     proc = subprocess.Popen(
         cmd,
-        env=worker_env(settings),
+        env={**worker_env(settings), **(extra_env or {})},
         cwd=REPO_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
