@@ -38,6 +38,16 @@ def test_projects_keys_and_users_are_created_from_the_command_line(cli_env, db, 
     assert find_active_key(db_session=db, secret=secret) is None
 
 
+def test_a_cli_project_asks_about_its_own_classes_not_roadwork(cli_env, db):
+    assert main(["projects", "create", "pets", "--kind", "multiclass", "--classes", "cat,dog,bird"]) == 0
+    assert main(["projects", "create", "lanes", "--question", "Is a lane closed?"]) == 0
+    questions = dict(db.execute(select(Project.name, Project.question)).tuples().all())
+    assert questions == {
+        "pets": "Which of these fits the image: cat, dog, bird?",
+        "lanes": "Is a lane closed?",
+    }
+
+
 def test_bad_cli_input_exits_with_a_message_naming_the_problem(cli_env):
     with pytest.raises(SystemExit, match="unknown project"):
         main(["keys", "create", "k", "--project", "nope"])
