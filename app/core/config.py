@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     )
     webhook_retry_max_s: float = Field(900.0, gt=0, description="Longest wait between two webhook tries")
     webhook_timeout_s: float = Field(10.0, gt=0, le=120, description="Per-request timeout of a webhook POST")
+    worker_metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Port a worker serves its Prometheus metrics on (unset: none)"
+    )
+    worker_metrics_host: str = Field("127.0.0.1", description="Address the worker's metrics port binds to")
 
     @property
     def resolved_database_url(self) -> str:
