@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -250,3 +251,16 @@ def test_the_webhooks_page_shows_endpoints_test_buttons_and_the_delivery_log_to_
     annotator, _ = client_as(app, db, "annotator")
     assert annotator.get("/projects/roadwork/webhooks").status_code == 403
     assert TestClient(app).get("/projects/roadwork/webhooks", follow_redirects=False).status_code == 303
+
+
+def test_the_readme_receiver_snippet_accepts_a_signed_event_and_rejects_a_forged_one():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    snippet = next(
+        block for block in readme.split("```python\n")[1:] if "def verify_hardcase_webhook" in block
+    )
+    namespace: dict = {}
+    exec(snippet.split("```")[0], namespace)  # noqa: S102 (our own README)
+    secret, body = "whsec_readme", body_bytes({"event": "model.promoted"})
+    headers = signed_headers(secret, body, event="model.promoted", delivery_id=1)
+    assert namespace["verify_hardcase_webhook"](secret, body, headers)
+    assert not namespace["verify_hardcase_webhook"](secret, b'{"event":"model.rolled_back"}', headers)
