@@ -21,7 +21,13 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 
 
 def _users_page(
-    request: Request, session: Session, *, message: str = "", error: str = "", status: int = 200
+    request: Request,
+    session: Session,
+    *,
+    message: str = "",
+    error: str = "",
+    status: int = 200,
+    form_username: str = "",
 ) -> Response:
     users = user_service.list_users(db_session=session)
     memberships = {u.id: set(user_service.project_ids_of(db_session=session, user_id=u.id)) for u in users}
@@ -34,6 +40,7 @@ def _users_page(
         memberships=memberships,
         roles=ROLES,
         min_password=MIN_PASSWORD_LENGTH,
+        form_username=form_username,
         message=message,
         error=error,
     )
@@ -72,7 +79,7 @@ def create_user(
         )
     except ValueError as exc:
         session.rollback()
-        return _users_page(request, session, error=str(exc), status=422)
+        return _users_page(request, session, error=str(exc), status=422, form_username=username)
     session.commit()
     return RedirectResponse(f"/admin/users?done=Created+{username}", status_code=303)
 
