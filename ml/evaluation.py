@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 UNKNOWN_SLICE = "unknown"
 
@@ -133,6 +131,10 @@ def _ranking_metric(metric, labels: np.ndarray, scores: np.ndarray) -> float:
 
 def binary_metrics(scores, labels, threshold: float) -> dict[str, float]:
     """Every number the registry shows for a model at its threshold (AUROC/AUPRC are NaN with one class)."""
+    # Imported here, not at module level: scikit-learn (with scipy) costs seconds and tens of MB at import,
+    # and the web process imports this module without measuring a model.
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     scores_arr, labels_arr = _as_arrays(scores, labels)
     tp, fp, tn, fn = _confusion(scores_arr >= threshold, labels_arr)
     precision = tp / (tp + fp) if tp + fp else 0.0
@@ -233,6 +235,8 @@ def fit_temperature(logits, labels) -> float:
         scaled = z / np.exp(log_t)
         # log(1 + e^x) - y x, stable for large |x|
         return float(np.mean(np.logaddexp(0.0, scaled) - y * scaled))
+
+    from scipy.optimize import minimize_scalar  # heavy import, only where a temperature is fitted
 
     result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
     return float(np.exp(result.x))
