@@ -2,51 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from app.auth.models import User
+from app.auth import permissions as can
 from app.core.errors import ApiError
 from app.dashboard import charts, simulation
 from app.dashboard.forms import kind_forms
 from app.dashboard.overview import project_overview
 from app.datasets import service as dataset_service
-from app.deps import ProjectDep, SessionDep, SettingsDep
+from app.deps import IdPath, OptionalIdQuery, ProjectDep, SessionDep, SettingsDep
 from app.drift import service as drift_service
 from app.jobs import base_models
 from app.jobs import service as job_service
 from app.jobs.models import FINISHED
 from app.projects.models import Project
 from app.registry import service as registry_service
-from app.users.service import can_access_project
-from app.web.deps import require_page_role
 from app.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 
-# Annotators label; the dashboard (jobs, models, datasets, drift) is for reviewers and admins.
-PageReviewer = Annotated[User, Depends(require_page_role("reviewer"))]
-
-
-def member_project(user: PageReviewer, project: ProjectDep, session: SessionDep) -> Project:
-    """The {project} of the path, if this reviewer is assigned to it (admins see every project)."""
-    ensure_member(session, user, project)
-    return project
-
-
-def ensure_member(session: SessionDep, user: User, project: Project) -> None:
-    if not can_access_project(db_session=session, user=user, project_id=project.id):
-        raise ApiError(403, "project", f"you are not a member of project {project.name!r}")
-
-
-DashboardProject = Annotated[Project, Depends(member_project)]
+# Annotators label; the dashboard (jobs, models, datasets, drift) is for reviewers and admins, and only of
+# projects they are members of: every page declares a rule from app/auth/permissions.
 
 
 @router.get("/projects/{project}", response_class=HTMLResponse)
 def overview_page(
-    request: Request, user: PageReviewer, project: DashboardProject, session: SessionDep
+    request: Request, _user: can.DashboardReviewer, project: ProjectDep, session: SessionDep
 ) -> Response:
     overview = project_overview(db_session=session, project=project)
     return render(
@@ -63,7 +45,7 @@ def overview_page(
 
 @router.get("/projects/{project}/datasets", response_class=HTMLResponse)
 def datasets_page(
-    request: Request, user: PageReviewer, project: DashboardProject, session: SessionDep
+    request: Request, _user: can.DashboardReviewer, project: ProjectDep, session: SessionDep
 ) -> Response:
     from ml.exports import EXPORT_FORMATS
 
@@ -80,11 +62,11 @@ def datasets_page(
 @router.get("/projects/{project}/jobs", response_class=HTMLResponse)
 def jobs_page(
     request: Request,
-    user: PageReviewer,
-    project: DashboardProject,
+    _user: can.DashboardReviewer,
+    project: ProjectDep,
     session: SessionDep,
     settings: SettingsDep,
-    dataset_version: int | None = None,
+    dataset_version: OptionalIdQuery = None,
 ) -> Response:
     jobs = job_service.list_jobs(db_session=session, project=project, limit=200)
     versions = dataset_service.list_versions(db_session=session, project=project)
@@ -100,16 +82,14 @@ def jobs_page(
     )
 
 
-def _project_job(session: SessionDep, user: User, job_id: int):
+def _project_job(session: SessionDep, job_id: int):
     job = job_service.get_job(db_session=session, job_id=job_id)
-    project = session.get(Project, job.project_id)
-    ensure_member(session, user, project)
-    return job, project
+    return job, session.get(Project, job.project_id)
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(request: Request, user: PageReviewer, job_id: int, session: SessionDep) -> Response:
-    job, project = _project_job(session, user, job_id)
+def job_page(request: Request, _user: can.JobPageReviewer, job_id: IdPath, session: SessionDep) -> Response:
+    job, project = _project_job(session, job_id)
     detail = job_service.job_detail(db_session=session, job=job)
     return render(
         request,
@@ -122,9 +102,11 @@ def job_page(request: Request, user: PageReviewer, job_id: int, session: Session
 
 
 @router.get("/jobs/{job_id}/charts", response_class=HTMLResponse)
-def job_charts_fragment(request: Request, user: PageReviewer, job_id: int, session: SessionDep) -> Response:
+def job_charts_fragment(
+    request: Request, _user: can.JobPageReviewer, job_id: IdPath, session: SessionDep
+) -> Response:
     """The job's curves as an HTML fragment: the job page swaps it in while the job runs."""
-    job, _ = _project_job(session, user, job_id)
+    job, _ = _project_job(session, job_id)
     series = job_service.series_by_name(job_service.metric_series(db_session=session, job_id=job.id))
     return render(request, "dashboard/_job_charts.html", charts=charts.job_metric_charts(series))
 
@@ -132,18 +114,22 @@ def job_charts_fragment(request: Request, user: PageReviewer, job_id: int, sessi
 @router.get("/projects/{project}/models", response_model=None, response_class=HTMLResponse)
 def models_page(
     request: Request,
-    user: PageReviewer,
-    project: DashboardProject,
+    _user: can.DashboardReviewer,
+    project: ProjectDep,
     session: SessionDep,
-    version: int | None = None,
+    settings: SettingsDep,
+    version: OptionalIdQuery = None,
 ) -> Response:
-    rows = registry_service.comparison_rows(db_session=session, project=project)
+    rows = registry_service.comparison_rows(
+        db_session=session, project=project, min_holdout_items=settings.min_holdout_items
+    )
     selected = _selected_model(rows, version)
     metrics = selected["metrics"] if selected else {}
     return render(
         request,
         "dashboard/models.html",
         project=project,
+        min_holdout_items=settings.min_holdout_items,
         rows=rows,
         selected=selected,
         reliability=charts.reliability_chart(metrics) if selected else None,
@@ -164,7 +150,7 @@ def _selected_model(rows: list[dict], version: int | None) -> dict | None:
 
 @router.get("/simulate", response_class=HTMLResponse)
 def simulation_page(
-    request: Request, user: PageReviewer, settings: SettingsDep, run: str | None = None
+    request: Request, _user: can.PageReviewer, settings: SettingsDep, run: str | None = None
 ) -> Response:
     root = simulation.simulations_root(settings)
     runs = simulation.list_runs(root)

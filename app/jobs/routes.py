@@ -6,14 +6,14 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from app.auth import permissions as can
 from app.core.config import Settings
-from app.deps import AdminUser, ProjectDep, SessionDep, SettingsDep
+from app.deps import IdPath, LimitQuery, ProjectDep, SessionDep, SettingsDep
 from app.jobs import base_models, service
-from app.jobs.access import Viewer
 from app.jobs.dispatch import send_job
 from app.jobs.models import FINISHED
 from app.jobs.schemas import BaseModelRead, JobCreate, JobDetail, JobKindRead, JobRead
@@ -25,16 +25,15 @@ def enqueue_with(settings: Settings) -> service.Enqueue:
     return lambda job: send_job(settings, job.id, job.queue)
 
 
-@router.get("/jobs/kinds", response_model=list[JobKindRead])
-def list_kinds(_: Viewer) -> list[dict]:
+@router.get("/jobs/kinds", response_model=list[JobKindRead], dependencies=[Depends(can.read_catalogue)])
+def list_kinds() -> list[dict]:
     return service.job_kinds()
 
 
-@router.get("/base-models", response_model=list[BaseModelRead])
+@router.get("/base-models", response_model=list[BaseModelRead], dependencies=[Depends(can.read_catalogue)])
 def list_base_models(
     session: SessionDep,
     settings: SettingsDep,
-    _: Viewer,
     kind: str | None = Query(None, description="only bases this job kind can start from"),
 ) -> list[dict]:
     """Built-in architectures, the models directory and the local HF cache; a project's list adds its
@@ -42,12 +41,15 @@ def list_base_models(
     return base_models.list_base_models(db_session=session, settings=settings, project=None, kind=kind)
 
 
-@router.get("/projects/{project}/base-models", response_model=list[BaseModelRead])
+@router.get(
+    "/projects/{project}/base-models",
+    response_model=list[BaseModelRead],
+    dependencies=[Depends(can.read_project)],
+)
 def list_project_base_models(
     project: ProjectDep,
     session: SessionDep,
     settings: SettingsDep,
-    _: Viewer,
     kind: str | None = Query(None, description="only bases this job kind can start from"),
 ) -> list[dict]:
     return base_models.list_base_models(db_session=session, settings=settings, project=project, kind=kind)
@@ -55,7 +57,7 @@ def list_project_base_models(
 
 @router.post("/projects/{project}/jobs", response_model=JobDetail, status_code=201)
 def create_job(
-    body: JobCreate, project: ProjectDep, session: SessionDep, settings: SettingsDep, user: AdminUser
+    body: JobCreate, user: can.ProjectAdmin, project: ProjectDep, session: SessionDep, settings: SettingsDep
 ) -> JobDetail:
     job = service.create_job(
         db_session=session, project=project, job_in=body, user_id=user.id, settings=settings
@@ -67,25 +69,26 @@ def create_job(
     return service.job_detail(db_session=session, job=job)
 
 
-@router.get("/projects/{project}/jobs", response_model=list[JobRead])
+@router.get(
+    "/projects/{project}/jobs", response_model=list[JobRead], dependencies=[Depends(can.read_project)]
+)
 def list_project_jobs(
     project: ProjectDep,
     session: SessionDep,
-    _: Viewer,
     status: str | None = Query(None, description="queued, running, succeeded, failed or cancelled"),
-    limit: int = Query(100, ge=1, le=1000),
+    limit: LimitQuery = 100,
 ) -> list[JobRead]:
     jobs = service.list_jobs(db_session=session, project=project, status=status, limit=limit)
     return service.job_reads(db_session=session, jobs=jobs)
 
 
-@router.get("/jobs/{job_id}", response_model=JobDetail)
-def read_job(job_id: int, session: SessionDep, _: Viewer) -> JobDetail:
+@router.get("/jobs/{job_id}", response_model=JobDetail, dependencies=[Depends(can.read_job)])
+def read_job(job_id: IdPath, session: SessionDep) -> JobDetail:
     return service.job_detail(db_session=session, job=service.get_job(db_session=session, job_id=job_id))
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobDetail)
-def cancel_job(job_id: int, session: SessionDep, _: AdminUser) -> JobDetail:
+@router.post("/jobs/{job_id}/cancel", response_model=JobDetail, dependencies=[Depends(can.admin_job)])
+def cancel_job(job_id: IdPath, session: SessionDep) -> JobDetail:
     job = service.request_cancel(db_session=session, job=service.get_job(db_session=session, job_id=job_id))
     session.commit()
     return service.job_detail(db_session=session, job=job)
@@ -104,12 +107,11 @@ def _event(name: str, data) -> str:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n"
 
 
-@router.get("/jobs/{job_id}/events")
+@router.get("/jobs/{job_id}/events", dependencies=[Depends(can.read_job)])
 async def job_events(
-    job_id: int,
+    job_id: IdPath,
     request: Request,
     session: SessionDep,
-    _: Viewer,
     interval_s: float = Query(1.0, ge=0.1, le=30.0, description="seconds between polls of the job row"),
     max_s: float = Query(3600.0, gt=0, le=86400.0, description="the stream closes after this long"),
 ) -> StreamingResponse:

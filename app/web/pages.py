@@ -6,19 +6,18 @@ import hmac
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 
+from app.auth import permissions as can
 from app.auth.sessions import end_session, load_session_user, read_session, start_session
 from app.auth.throttle import LoginThrottled, login_attempt
-from app.core.errors import ApiError
-from app.deps import BrowserSession, SessionDep, SettingsDep
+from app.deps import BrowserSession, ProjectDep, SessionDep, SettingsDep
 from app.ingest.models import Item
 from app.projects import service as project_service
 from app.projects.markdown import render_markdown
 from app.users import service as user_service
-from app.web.deps import PageUser
 from app.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -49,7 +48,7 @@ def _login_page(request: Request, *, next_url: str, error: str = "", username: s
     return response
 
 
-@router.get("/login", response_class=HTMLResponse)
+@router.get("/login", response_class=HTMLResponse, dependencies=[Depends(can.public)])
 def login_form(request: Request, settings: SettingsDep, session: SessionDep, next: str = "/") -> Response:
     data = read_session(request, settings.secret_key)
     if data is not None and load_session_user(db_session=session, data=data) is not None:
@@ -57,7 +56,7 @@ def login_form(request: Request, settings: SettingsDep, session: SessionDep, nex
     return _login_page(request, next_url=safe_next(next))
 
 
-@router.post("/login", response_class=HTMLResponse)
+@router.post("/login", response_class=HTMLResponse, dependencies=[Depends(can.public)])
 def login_submit(
     request: Request,
     session: SessionDep,
@@ -106,7 +105,7 @@ def login_submit(
 
 
 @router.post("/logout")
-def logout(_user: PageUser, browser: BrowserSession, session: SessionDep) -> Response:
+def logout(_user: can.PageUser, browser: BrowserSession, session: SessionDep) -> Response:
     response = RedirectResponse("/login", status_code=303)
     end_session(response, db_session=session, data=browser)
     session.commit()
@@ -114,7 +113,7 @@ def logout(_user: PageUser, browser: BrowserSession, session: SessionDep) -> Res
 
 
 @router.get("/", response_class=HTMLResponse)
-def project_list(request: Request, user: PageUser, session: SessionDep) -> Response:
+def project_list(request: Request, user: can.PageUser, session: SessionDep) -> Response:
     projects = user_service.visible_projects(db_session=session, user=user)
     counts = dict(
         session.execute(select(Item.project_id, func.count()).group_by(Item.project_id)).tuples().all()
@@ -124,14 +123,9 @@ def project_list(request: Request, user: PageUser, session: SessionDep) -> Respo
 
 @router.get("/projects/{project}/label", response_class=HTMLResponse)
 def label_page(
-    request: Request, project: str, user: PageUser, session: SessionDep, settings: SettingsDep
+    request: Request, _user: can.LabelPageUser, project: ProjectDep, settings: SettingsDep
 ) -> Response:
-    found = project_service.get_by_name(db_session=session, name=project)
-    if found is None:
-        raise ApiError(404, "project", f"unknown project {project!r}")
-    if not user_service.can_access_project(db_session=session, user=user, project_id=found.id):
-        raise ApiError(403, "project", f"you are not a member of project {project!r}")
-    return render(request, "label.html", project=found, **label_page_context(found, settings))
+    return render(request, "label.html", project=project, **label_page_context(project, settings))
 
 
 def label_page_context(project, settings) -> dict:
