@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import redis
+from prometheus_client import REGISTRY
 
+from app.jobs.models import Job
 from tests.utils.dashboard_data import seed_training
 from tests.utils.factories import make_project
 from tests.utils.labeled_data import client_as
 from tests.utils.receiver import webhook_receiver
 from tests.utils.worker import celery_worker, wait_until
+from tests.workers.test_training import create_job, tiny_config, tiny_vit  # noqa: F401 - the tiny model fixture
+from workers.training import execute_job
 
 HOOKS = "/api/v1/projects/roadwork/webhooks"
 FAST_RETRIES = {"HARDCASE_WEBHOOK_RETRY_BASE_S": "0.2", "HARDCASE_WEBHOOK_MAX_ATTEMPTS": "3"}
@@ -65,3 +69,31 @@ def test_the_worker_retries_a_failing_receiver_signs_every_try_and_logs_each_sta
         assert gave_up["status"] == "failed" and gave_up["attempts"] == 3
         assert [a["status_code"] for a in gave_up["attempt_log"]] == [500, 500, 500]
         assert len(down.received) == 3 and all(r.verified for r in down.received)
+
+
+def test_a_job_that_fails_on_the_worker_emits_job_finished_and_observes_its_duration(
+    app,
+    db,
+    sessions,
+    settings,
+    tiny_vit,  # noqa: F811
+):
+    job_id = create_job(app, db, tiny_vit)
+    db.get(Job, job_id).config = {**tiny_config(), "base_model": str(tiny_vit / "missing")}
+    admin, _ = client_as(app, db, "admin", username="hooks-admin")
+    hook = admin.post(HOOKS, json={"url": "https://ci.example/h", "events": ["job.finished"]}).json()
+    db.commit()
+    observed = REGISTRY.get_sample_value(
+        "hardcase_job_duration_seconds_count", {"kind": "classifier_lora", "status": "failed"}
+    )
+    assert execute_job(job_id, sessions=sessions, settings=settings, worker_id="w", task_id="t") == "failed"
+    (delivery,) = admin.get(f"{HOOKS}/{hook['id']}/deliveries").json()
+    job = delivery["payload"]["data"]["job"]
+    assert delivery["event"] == "job.finished" and job["id"] == job_id and job["status"] == "failed"
+    assert job["error"] and job["duration_s"] >= 0
+    assert (
+        REGISTRY.get_sample_value(
+            "hardcase_job_duration_seconds_count", {"kind": "classifier_lora", "status": "failed"}
+        )
+        == (observed or 0) + 1
+    )
