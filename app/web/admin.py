@@ -46,8 +46,17 @@ def _users_page(
     )
 
 
+def _known_project_ids(session: Session, project_ids: list[int]) -> list[int]:
+    """Raises ValueError for an id that names no project (a forged form), instead of a foreign-key error."""
+    known = {p.id for p in project_service.list_projects(db_session=session)}
+    unknown = sorted(set(project_ids) - known)
+    if unknown:
+        raise ValueError(f"project_ids: there is no project {unknown[0]}")
+    return project_ids
+
+
 def _set_membership(session: Session, user: User, project_ids: list[int]) -> None:
-    wanted = set(project_ids)
+    wanted = set(_known_project_ids(session, project_ids))
     current = set(user_service.project_ids_of(db_session=session, user_id=user.id))
     for project_id in wanted - current:
         user_service.add_member(db_session=session, project_id=project_id, user_id=user.id)
@@ -75,7 +84,11 @@ def create_user(
         return _users_page(request, session, error="username: required", status=422)
     try:
         user_service.create_account(
-            db_session=session, username=username, password=password, role=role, project_ids=project_ids
+            db_session=session,
+            username=username,
+            password=password,
+            role=role,
+            project_ids=_known_project_ids(session, project_ids),
         )
     except ValueError as exc:
         session.rollback()

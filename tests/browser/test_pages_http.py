@@ -134,6 +134,22 @@ def test_creating_a_taken_username_shows_the_error(client: TestClient, db) -> No
     assert "exists already" in response.text
 
 
+def test_a_forged_project_id_on_the_users_page_is_a_422_not_a_500(client: TestClient, db) -> None:
+    seed(db, "ann", "boss")
+    log_in(client, "boss")
+    token = csrf_of(client.get("/admin/users").text)
+    ann_id = next(u.id for u in _users(db) if u.username == "ann")
+    db.rollback()
+    for path, extra in (
+        ("/admin/users", {"username": "newbie", "password": "abcd1234"}),
+        (f"/admin/users/{ann_id}", {"role": "annotator"}),
+    ):
+        forged = client.post(path, data={"csrf_token": token, "project_ids": ["999999"], **extra})
+        assert forged.status_code == 422 and "no project 999999" in forged.text, path
+        huge = client.post(path, data={"csrf_token": token, "project_ids": [str(2**40)], **extra})
+        assert huge.status_code == 422, path
+
+
 def _users(db):
     from app.users.service import list_users
 
