@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -216,6 +217,7 @@ def _frozen_rows(
             del candidates[item_id]
     holdout_items = {item.id: item for item in _items_by_id(db_session, project, holdout)}
     # the holdout ignores the filters (label sources included): every version is scored on the same items
+    holdout_url_only = [i for i, item in holdout_items.items() if not sha_from_uri(item.image_uri)]
     holdout_rows = [
         FrozenRow(i, everything[i].label, list(everything[i].boxes), "holdout")
         for i, item in holdout_items.items()
@@ -223,7 +225,11 @@ def _frozen_rows(
     ]
     splits = val_split(project.id, {i: labels[i].label for i in candidates}, freeze.val_fraction)
     rows = [FrozenRow(i, labels[i].label, list(labels[i].boxes), splits[i]) for i in candidates]
-    excluded = {"url_only": len(url_only), "holdout_unlabeled": len(holdout) - len(holdout_rows)}
+    excluded = {
+        "url_only": len(url_only),
+        "holdout_url_only": len(holdout_url_only),
+        "holdout_unlabeled": len(holdout) - len(holdout_rows) - len(holdout_url_only),
+    }
     return sorted(rows + holdout_rows, key=lambda r: r.item_id), {**candidates, **holdout_items}, excluded
 
 
@@ -234,6 +240,49 @@ def _items_by_id(db_session: Session, project: Project, item_ids: Iterable[int])
         chunk = ids[start : start + CHUNK]
         out.extend(db_session.scalars(select(Item).where(Item.project_id == project.id, Item.id.in_(chunk))))
     return out
+
+
+TYPICAL_MCC = 0.6  # the holdout-size advice assumes a model about this good
+TARGET_HALF_WIDTH = 0.1  # ... and asks for its MCC to be known to ±0.1 (95%)
+
+
+def mcc_half_width(n: int, mcc: float = TYPICAL_MCC) -> float:
+    """95% half-width of an MCC measured on n items (the bootstrap CI's width, by the correlation SE (1−r²)/√n)."""
+    return 1.96 * (1 - mcc**2) / max(n, 1) ** 0.5
+
+
+def holdout_items_needed(half_width: float = TARGET_HALF_WIDTH, mcc: float = TYPICAL_MCC) -> int:
+    return math.ceil((1.96 * (1 - mcc**2) / half_width) ** 2)
+
+
+def freeze_warnings(rows: list[FrozenRow], excluded: dict[str, int]) -> list[dict]:
+    """What the person freezing should know: items left out (and why), a holdout too small to separate models."""
+    warnings = []
+    url_only = excluded.get("url_only", 0) + excluded.get("holdout_url_only", 0)
+    if url_only:
+        warnings.append(
+            {
+                "code": "url_only",
+                "items": url_only,
+                "message": f"{url_only} labeled items were left out: they have only an image URL, which Hardcase "
+                "stores as a reference and never fetches; send their image bytes (base64 or multipart) to train "
+                "and evaluate on them",
+            }
+        )
+    n = sum(1 for row in rows if row.split == "holdout")
+    needed = holdout_items_needed()
+    if n < needed:
+        warnings.append(
+            {
+                "code": "small_holdout",
+                "items": n,
+                "needed": needed,
+                "message": f"the holdout has {n} labeled items: a model's MCC (near {TYPICAL_MCC}) is known only to "
+                f"about ±{mcc_half_width(n):.2f} (95%), so models closer than that cannot be told apart; about "
+                f"{needed} items would narrow it to ±{TARGET_HALF_WIDTH:.2f} (grow the holdout)",
+            }
+        )
+    return warnings
 
 
 def freeze_dataset_version(
@@ -251,7 +300,7 @@ def freeze_dataset_version(
         version=(latest or 0) + 1,
         content_hash=content_hash((r.item_id, r.label, r.boxes, r.split) for r in rows),
         filters=freeze.model_dump(mode="json", exclude={"val_fraction", "holdout_fraction"}),
-        stats=dataset_stats(project, rows, items, excluded),
+        stats={**dataset_stats(project, rows, items, excluded), "warnings": freeze_warnings(rows, excluded)},
         val_fraction=freeze.val_fraction,
         item_count=len(rows),
         created_by=user_id,

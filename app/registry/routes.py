@@ -8,17 +8,26 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 
 from app.auth import permissions as can
+from app.core.config import Settings
 from app.core.errors import ApiError
-from app.deps import IdPath, ProjectDep, SessionDep
+from app.deps import IdPath, ProjectDep, SessionDep, SettingsDep
 from app.registry import service
-from app.registry.schemas import ModelVersionRead, ProductionModel, PromoteBody, StageChangeRead
+from app.registry.schemas import (
+    ModelVersionRead,
+    ProductionModel,
+    PromoteBody,
+    PromoteRequest,
+    StageChangeRead,
+)
 
 router = APIRouter(prefix="/api/v1/projects/{project}/models", tags=["registry"])
 
 
 @router.get("", response_model=list[ModelVersionRead], dependencies=[Depends(can.read_project)])
-def list_models(project: ProjectDep, session: SessionDep) -> list[dict]:
-    return service.comparison_rows(db_session=session, project=project)
+def list_models(project: ProjectDep, session: SessionDep, settings: SettingsDep) -> list[dict]:
+    return service.comparison_rows(
+        db_session=session, project=project, min_holdout_items=settings.min_holdout_items
+    )
 
 
 @router.get("/production", response_model=ProductionModel, dependencies=[Depends(can.pull_production_model)])
@@ -48,18 +57,22 @@ def read_history(project: ProjectDep, session: SessionDep) -> list[dict]:
 
 @router.post("/rollback", response_model=ModelVersionRead)
 def rollback_production(
-    user: can.ProjectAdmin, project: ProjectDep, session: SessionDep, body: PromoteBody | None = None
+    user: can.ProjectAdmin,
+    project: ProjectDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: PromoteBody | None = None,
 ) -> dict:
     model = service.rollback(
         db_session=session, project=project, user_id=user.id, note=(body or PromoteBody()).note
     )
     session.commit()
-    return _row(session, project, model.version)
+    return _row(session, project, model.version, settings)
 
 
 @router.get("/{version}", response_model=ModelVersionRead, dependencies=[Depends(can.read_model_version)])
-def read_model(version: IdPath, project: ProjectDep, session: SessionDep) -> dict:
-    return _row(session, project, version)
+def read_model(version: IdPath, project: ProjectDep, session: SessionDep, settings: SettingsDep) -> dict:
+    return _row(session, project, version, settings)
 
 
 @router.post("/{version}/promote", response_model=ModelVersionRead)
@@ -68,17 +81,22 @@ def promote_model(
     user: can.ModelVersionAdmin,
     project: ProjectDep,
     session: SessionDep,
-    body: PromoteBody | None = None,
+    settings: SettingsDep,
+    body: PromoteRequest | None = None,
 ) -> dict:
+    body = body or PromoteRequest()
     service.promote(
         db_session=session,
         project=project,
         version=version,
         user_id=user.id,
-        note=(body or PromoteBody()).note,
+        min_holdout_items=settings.min_holdout_items,
+        note=body.note,
+        force=body.force,
+        reason=body.reason,
     )
     session.commit()
-    return _row(session, project, version)
+    return _row(session, project, version, settings)
 
 
 @router.post("/{version}/rollback", response_model=ModelVersionRead)
@@ -87,6 +105,7 @@ def rollback_to(
     user: can.ModelVersionAdmin,
     project: ProjectDep,
     session: SessionDep,
+    settings: SettingsDep,
     body: PromoteBody | None = None,
 ) -> dict:
     service.rollback(
@@ -97,7 +116,7 @@ def rollback_to(
         note=(body or PromoteBody()).note,
     )
     session.commit()
-    return _row(session, project, version)
+    return _row(session, project, version, settings)
 
 
 @router.get("/{version}/artifact", response_class=FileResponse, dependencies=[Depends(can.download_artifact)])
@@ -114,8 +133,10 @@ def download_artifact(version: IdPath, project: ProjectDep, session: SessionDep)
     )
 
 
-def _row(session: SessionDep, project: ProjectDep, version: int) -> dict:
-    rows = service.comparison_rows(db_session=session, project=project, version=version)
+def _row(session: SessionDep, project: ProjectDep, version: int, settings: Settings) -> dict:
+    rows = service.comparison_rows(
+        db_session=session, project=project, version=version, min_holdout_items=settings.min_holdout_items
+    )
     if not rows:
         raise ApiError(404, "version", f"project {project.name!r} has no model version {version}")
     return rows[0]

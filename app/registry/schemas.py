@@ -17,10 +17,17 @@ class ModelVersionRead(BaseModel):
     dataset_version: int | None
     threshold: float
     metrics: dict[str, Any] = Field(description="holdout metrics computed by the registry")
+    mcc_ci: dict[str, Any] | None = Field(
+        None, description="bootstrap over holdout items of this model's MCC: mean, ci_low, ci_high (95%), n"
+    )
     training_metrics: dict[str, Any]
     vs_production: dict[str, Any] | None = Field(
         None,
         description="paired bootstrap of MCC(this) - MCC(current production) on their common holdout items",
+    )
+    gate: list[str] = Field(
+        default_factory=list,
+        description="why promoting this version now would be refused (empty: the gate passes)",
     )
     artifact_url: str
     artifact_sha256: str
@@ -52,8 +59,18 @@ class StageChangeRead(BaseModel):
     replaced_version: int | None
     user_id: int | None
     note: str
+    forced: bool = Field(False, description="the gate refused this promotion and an admin forced it")
+    force_reason: str = ""
+    gate: dict[str, Any] | None = Field(None, description="what the gate found when it was forced")
     created_at: datetime
 
 
 class PromoteBody(BaseModel):
     note: str = Field("", max_length=2000, description="why (kept in the stage history)")
+
+
+class PromoteRequest(PromoteBody):
+    force: bool = Field(
+        False, description="promote although the gate refuses (holdout too small, or worse than production)"
+    )
+    reason: str = Field("", max_length=2000, description="why the gate is overridden (required with force)")

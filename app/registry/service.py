@@ -7,6 +7,7 @@ import hashlib
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,13 @@ from app.jobs.service import as_utc
 from app.projects.models import Project
 from app.registry.models import ARCHIVED, PRODUCTION, HoldoutScore, ModelVersion, StageChange
 from app.webhooks import service as webhooks
-from ml.evaluation import binary_metrics, bootstrap_mcc_difference, reliability_curve, slice_mcc
+from ml.evaluation import (
+    binary_metrics,
+    bootstrap_mcc_difference,
+    bootstrap_mcc_interval,
+    reliability_curve,
+    slice_mcc,
+)
 from ml.training.common.artifacts import stamp_model_card
 
 SLICE_KEYS = ("is_night", "camera_id")
@@ -79,6 +86,7 @@ def holdout_evaluation(
     s = np.array([scores[i] for i in ids], dtype=np.float64)
     y = np.array([truth[i] for i in ids], dtype=np.int64)
     metrics: dict[str, Any] = binary_metrics(s, y, threshold)
+    metrics["mcc_ci"] = bootstrap_mcc_interval(s, y, threshold, n_boot=N_BOOT)
     metrics["missing_scores"] = len(set(truth) - set(scores))
     metrics["reliability"] = reliability_curve(s, y)
     metrics["slices"] = {
@@ -152,8 +160,10 @@ def register_model_version(
     training_metrics: dict[str, Any],
     files: dict[str, str],
     settings: Settings,
+    method: str = "",
 ) -> ModelVersion:
-    """A new candidate from a finished job, with holdout metrics and the comparison to production."""
+    """A new candidate from a finished job, with holdout metrics and the comparison to production; its name
+    says how it was trained (e.g. roadwork-classifier_lora-full vs -lora)."""
     existing = db_session.scalar(select(ModelVersion).where(ModelVersion.job_id == job.id))
     if existing is not None:
         return existing
@@ -181,7 +191,7 @@ def register_model_version(
     sha256, size = archive_artifact(artifact_dir, archive)
     model = ModelVersion(
         project_id=project.id,
-        name=f"{project.name}-{job.kind}",
+        name="-".join(part for part in (project.name, job.kind, method) if part),
         version=version,
         kind=job.kind,
         job_id=job.id,
@@ -225,7 +235,12 @@ def artifact_url(project: Project, model: ModelVersion) -> str:
 
 
 def comparison_rows(
-    *, db_session: Session, project: Project, version: int | None = None, n_boot: int = N_BOOT
+    *,
+    db_session: Session,
+    project: Project,
+    version: int | None = None,
+    n_boot: int = N_BOOT,
+    min_holdout_items: int = 0,
 ) -> list[dict[str, Any]]:
     """Every model of the project (or just `version`) with its holdout metrics and, for non-production models,
     a paired bootstrap against the current production model on their common holdout items."""
@@ -255,12 +270,37 @@ def comparison_rows(
             )
             if versus is not None:
                 versus["production_version"] = production.version
-        rows.append(model_row(project, model, datasets.get(model.dataset_version_id), versus))
+        interval = mcc_interval(db_session=db_session, model=model)
+        row = model_row(project, model, datasets.get(model.dataset_version_id), versus, interval)
+        n = int((model.metrics or {}).get("n") or 0)
+        row["gate"] = gate_refusals(n, min_holdout_items, versus, production.version if production else None)
+        rows.append(row)
     return rows
 
 
+def mcc_interval(*, db_session: Session, model: ModelVersion) -> dict | None:
+    """The model's holdout MCC with its bootstrap 95% CI (stored at registration; computed for older versions)."""
+    stored = (model.metrics or {}).get("mcc_ci")
+    if stored is not None or model.dataset_version_id is None:
+        return stored
+    truth = holdout_truth(db_session=db_session, dataset_version_id=model.dataset_version_id)
+    scores = stored_scores(db_session=db_session, model_version_id=model.id)
+    ids = sorted(set(scores) & set(truth))
+    if not ids:
+        return None
+    return finite(
+        bootstrap_mcc_interval(
+            [scores[i] for i in ids], [truth[i] for i in ids], model.threshold, n_boot=N_BOOT
+        )
+    )
+
+
 def model_row(
-    project: Project, model: ModelVersion, dataset_version: int | None, versus: dict | None
+    project: Project,
+    model: ModelVersion,
+    dataset_version: int | None,
+    versus: dict | None,
+    mcc_ci: dict | None = None,
 ) -> dict[str, Any]:
     return {
         "name": model.name,
@@ -271,6 +311,7 @@ def model_row(
         "dataset_version": dataset_version,
         "threshold": model.threshold,
         "metrics": model.metrics,
+        "mcc_ci": mcc_ci,
         "training_metrics": model.training_metrics,
         "vs_production": versus,
         "artifact_url": artifact_url(project, model),
@@ -300,6 +341,9 @@ def stage_history(*, db_session: Session, project: Project) -> list[dict[str, An
             "replaced_version": versions.get(c.replaced_version_id),
             "user_id": c.user_id,
             "note": c.note,
+            "forced": c.forced,
+            "force_reason": c.force_reason,
+            "gate": c.gate,
             "created_at": as_utc(c.created_at),
         }
         for c in changes
@@ -322,6 +366,7 @@ def _set_stage(
     user_id: int | None,
     note: str = "",
     replaced: ModelVersion | None = None,
+    override: GateOverride | None = None,
 ) -> None:
     db_session.add(
         StageChange(
@@ -333,6 +378,9 @@ def _set_stage(
             replaced_version_id=replaced.id if replaced else None,
             user_id=user_id,
             note=note,
+            forced=override is not None,
+            force_reason=override.reason if override else "",
+            gate=override.gate if override else None,
         )
     )
     model.stage = stage
@@ -342,25 +390,107 @@ def _set_stage(
 
 
 def _make_production(
-    db_session: Session, project: Project, model: ModelVersion, action: str, user_id: int | None, note: str
+    db_session: Session,
+    project: Project,
+    model: ModelVersion,
+    action: str,
+    user_id: int | None,
+    note: str,
+    override: GateOverride | None = None,
 ) -> ModelVersion:
     current = production_model(db_session=db_session, project=project)
     if current is not None:
         _set_stage(db_session, current, ARCHIVED, "archive", user_id, f"replaced by v{model.version}")
-    _set_stage(db_session, model, PRODUCTION, action, user_id, note, replaced=current)
+    _set_stage(db_session, model, PRODUCTION, action, user_id, note, replaced=current, override=override)
     webhooks.emit_model_stage(db_session=db_session, model=model, action=action, replaced=current)
     return model
 
 
+@dataclass(frozen=True)
+class GateOverride:
+    reason: str
+    gate: dict[str, Any]
+
+
+def gate_refusals(
+    n: int, min_holdout_items: int, versus: dict[str, Any] | None, production_version: int | None
+) -> list[str]:
+    """Why promotion is refused: a holdout too small to decide anything, or a candidate worse than production
+    with confidence (the 95% CI of the paired bootstrap MCC difference lies below 0)."""
+    refusals = []
+    if n < min_holdout_items:
+        refusals.append(
+            f"the labeled holdout has {n} items, fewer than the {min_holdout_items} required "
+            "(HARDCASE_MIN_HOLDOUT_ITEMS): too few to tell models apart; grow the holdout"
+        )
+    if versus is not None and versus.get("ci_high") is not None and versus["ci_high"] < 0:
+        refusals.append(
+            f"worse than production v{production_version} with confidence: MCC {versus['mcc']:.3f} vs "
+            f"{versus['production_mcc']:.3f}, difference {versus['mean']:+.3f} "
+            f"(95% CI {versus['ci_low']:+.3f} to {versus['ci_high']:+.3f})"
+        )
+    return refusals
+
+
+def promotion_gate(
+    *, db_session: Session, project: Project, model: ModelVersion, min_holdout_items: int
+) -> dict[str, Any]:
+    """The gate's findings for promoting `model` now: holdout size and the comparison with production."""
+    n = int((model.metrics or {}).get("n") or 0)
+    production = production_model(db_session=db_session, project=project)
+    versus = None
+    if production is not None and production.id != model.id and model.dataset_version_id is not None:
+        versus = compare_models(
+            candidate_scores=stored_scores(db_session=db_session, model_version_id=model.id),
+            candidate_threshold=model.threshold,
+            baseline_scores=stored_scores(db_session=db_session, model_version_id=production.id),
+            baseline_threshold=production.threshold,
+            truth=holdout_truth(db_session=db_session, dataset_version_id=model.dataset_version_id),
+        )
+    production_version = production.version if production else None
+    refusals = gate_refusals(n, min_holdout_items, versus, production_version)
+    return {
+        "passed": not refusals,
+        "refusals": refusals,
+        "holdout_n": n,
+        "min_holdout_items": min_holdout_items,
+        "production_version": production_version,
+        "vs_production": versus,
+    }
+
+
 def promote(
-    *, db_session: Session, project: Project, version: int, user_id: int | None, note: str = ""
+    *,
+    db_session: Session,
+    project: Project,
+    version: int,
+    user_id: int | None,
+    min_holdout_items: int = 0,
+    note: str = "",
+    force: bool = False,
+    reason: str = "",
 ) -> ModelVersion:
-    """Makes `version` the production model; the previous production model is archived."""
+    """Makes `version` the production model (the previous one is archived) if the gate passes; an admin may
+    force a refused promotion with a reason, kept with the gate's findings in the stage history."""
     _lock_project(db_session, project)
     model = get_model(db_session=db_session, project=project, version=version)
     if model.stage == PRODUCTION:
         raise ApiError(409, "version", f"model version {version} is already in production")
-    return _make_production(db_session, project, model, "promote", user_id, note)
+    gate = promotion_gate(
+        db_session=db_session, project=project, model=model, min_holdout_items=min_holdout_items
+    )
+    override = None
+    if not gate["passed"]:
+        if not force:
+            raise ApiError(
+                409,
+                "gate",
+                "; ".join(gate["refusals"]) + ". An admin may force it with a reason (force, reason).",
+            )
+        if not reason.strip():
+            raise ApiError(422, "reason", "forcing a promotion the gate refused needs a reason")
+        override = GateOverride(reason.strip(), finite(gate))
+    return _make_production(db_session, project, model, "promote", user_id, note, override)
 
 
 def rollback(

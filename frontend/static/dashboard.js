@@ -176,6 +176,9 @@
     set("[data-attempts]", String(job.attempts));
     set("[data-max-attempts]", String(job.max_attempts));
     set("[data-worker]", job.worker_id || "—");
+    // the worker logs "HH:MM:SS device: cpu" (or cuda:0 (...)) when an attempt starts: the truth, not the queue
+    const devices = [...(job.log_tail || "").matchAll(/^\d\d:\d\d:\d\d device: (.+)$/gm)];
+    if (devices.length) set("[data-device]", `device ${devices[devices.length - 1][1]}`);
     setMoment(page.querySelector("[data-started-at]"), job.started_at);
     setMoment(page.querySelector("[data-finished-at]"), job.finished_at);
   }
@@ -248,10 +251,16 @@
     // Promote and roll back: confirm, POST, reload to show the new stages.
     for (const button of document.querySelectorAll("[data-promote], [data-post]")) {
       button.addEventListener("click", async () => {
-        if (!window.confirm(button.dataset.confirm || "Promote this model to production?")) return;
+        let body = {};
+        if (button.hasAttribute("data-force")) {
+          // the gate refused: an admin may override it, and the reason is kept in the stage history
+          const reason = window.prompt(button.dataset.force);
+          if (!reason || !reason.trim()) return;
+          body = { force: true, reason: reason.trim() };
+        } else if (!window.confirm(button.dataset.confirm || "Promote this model to production?")) return;
         button.disabled = true;
         try {
-          await api("POST", button.dataset.promote || button.dataset.post, {});
+          await api("POST", button.dataset.promote || button.dataset.post, body);
           window.location.reload();
         } catch (err) {
           window.alert(err.message);

@@ -108,6 +108,17 @@ def test_url_only_items_are_left_out_and_counted(app, db):
     body = client.post(BASE, json={}).json()
     assert body["stats"]["excluded"]["url_only"] == 3
     assert body["item_count"] == 20
+    warning = next(w for w in body["stats"]["warnings"] if w["code"] == "url_only")
+    assert warning["items"] == 3 and "only an image URL" in warning["message"]
+    assert 'data-freeze-warning="url_only"' in client.get("/projects/roadwork/datasets").text
+
+
+def test_a_holdout_too_small_to_separate_models_is_warned_with_the_size_that_would(app, db):
+    _, client, _, _ = setup_project(app, db, n=20)
+    body = client.post(BASE, json={}).json()
+    warning = next(w for w in body["stats"]["warnings"] if w["code"] == "small_holdout")
+    assert warning["items"] == body["stats"]["splits"]["holdout"] and warning["needed"] > warning["items"]
+    assert f"about {warning['needed']} items" in warning["message"]
 
 
 def test_label_source_filter_keeps_only_reviewed_labels(app, db):

@@ -19,7 +19,9 @@ from tests.utils.labeled_data import client_as, seed_labeled_items
 MODELS = "/api/v1/projects/roadwork/models"
 
 
-def setup_registry(app, db):
+def setup_registry(app, db, min_holdout_items: int = 0):
+    """A project with a frozen dataset; the promotion gate's holdout minimum is off unless a test sets it."""
+    app.state.settings = app.state.settings.model_copy(update={"min_holdout_items": min_holdout_items})
     project = make_project(db, "roadwork")
     admin, user = client_as(app, db, "admin")
     seed_labeled_items(db, app.state.blobs, project, user, 24)
@@ -164,3 +166,55 @@ def test_the_cascade_pulls_production_and_its_artifact_with_a_models_key(app, db
     assert artifact.headers["x-artifact-sha256"] == production["artifact_sha256"]
     assert admin.get(f"{MODELS}/production").json()["version"] == 1
     assert admin.get(f"{MODELS}/7").status_code == 404
+
+
+def test_each_model_reports_its_holdout_mcc_with_a_bootstrap_interval(app, db, tmp_path):
+    project, admin, holdout = setup_registry(app, db)
+    model, _ = register(app, db, project, holdout, tmp_path, skill=0.25, seed=1)
+    row = admin.get(f"{MODELS}/1").json()
+    ci = row["mcc_ci"]
+    assert ci["n"] == len(holdout) and ci["ci_low"] <= row["metrics"]["mcc"] <= ci["ci_high"]
+    assert ci["ci_high"] - ci["ci_low"] > 0.1  # a dozen holdout items cannot pin an MCC down
+    assert model.metrics["mcc_ci"] == ci
+
+
+def test_promotion_on_a_too_small_holdout_is_refused_unless_an_admin_forces_it_with_a_reason(
+    app, db, tmp_path
+):
+    project, admin, holdout = setup_registry(app, db, min_holdout_items=30)
+    register(app, db, project, holdout, tmp_path, skill=0.8, seed=1)
+    refused = admin.post(f"{MODELS}/1/promote")
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["errors"][0]
+    assert error["field"] == "gate" and f"{len(holdout)} items, fewer than the 30" in error["message"]
+    assert admin.get(MODELS).json()[0]["gate"] and admin.get(MODELS).json()[0]["stage"] == "candidate"
+    no_reason = admin.post(f"{MODELS}/1/promote", json={"force": True, "reason": "  "})
+    assert no_reason.status_code == 422 and no_reason.json()["errors"][0]["field"] == "reason"
+    forced = admin.post(
+        f"{MODELS}/1/promote", json={"force": True, "reason": "first model, pilot cameras only"}
+    )
+    assert forced.status_code == 200 and forced.json()["stage"] == "production"
+    entry = admin.get(f"{MODELS}/history").json()[0]
+    assert entry["forced"] and entry["force_reason"] == "first model, pilot cameras only"
+    assert entry["gate"]["holdout_n"] == len(holdout) and not entry["gate"]["passed"]
+
+
+def test_a_model_worse_than_production_with_confidence_is_refused_and_one_within_noise_is_not(
+    app, db, tmp_path
+):
+    project, admin, holdout = setup_registry(app, db)
+    register(app, db, project, holdout, tmp_path, skill=0.8, seed=1)
+    assert admin.post(f"{MODELS}/1/promote").status_code == 200
+    register(app, db, project, holdout, tmp_path, skill=-0.8, seed=2)  # MCC about -1
+    register(app, db, project, holdout, tmp_path, skill=0.8, seed=3)  # as good, up to noise
+    refused = admin.post(f"{MODELS}/2/promote")
+    assert refused.status_code == 409
+    assert "worse than production v1 with confidence" in refused.json()["errors"][0]["message"]
+    rows = {r["version"]: r for r in admin.get(MODELS).json()}
+    assert rows[2]["vs_production"]["ci_high"] < 0 and "worse than production" in rows[2]["gate"][0]
+    assert rows[3]["gate"] == [] and rows[3]["vs_production"]["ci_low"] <= 0
+    html = admin.get("/projects/roadwork/models").text
+    assert "Force promote" in html and "data-mcc-ci" in html
+    assert admin.post(f"{MODELS}/3/promote").status_code == 200
+    history = admin.get(f"{MODELS}/history").json()
+    assert not history[0]["forced"] and history[0]["gate"] is None
