@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.metrics.definitions import REQUEST_SECONDS
 
 UNMATCHED = "<unmatched>"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def route_template(scope: Scope) -> str:
@@ -41,6 +42,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            REQUEST_SECONDS.labels(scope["method"], route_template(scope), str(status)).observe(
+            method = scope["method"] if scope["method"] in METHODS else "other"  # a client picks the method
+            REQUEST_SECONDS.labels(method, route_template(scope), str(status)).observe(
                 time.perf_counter() - start
             )

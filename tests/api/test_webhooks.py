@@ -248,6 +248,7 @@ def test_the_webhooks_page_shows_endpoints_test_buttons_and_the_delivery_log_to_
     assert "https://hooks.example/hc" in page.text and f'data-webhook-test="{hook["id"]}"' in page.text
     assert "webhook.test" in page.text and "pending" in page.text
     assert hook["secret"] not in page.text
+    assert 'href="/projects/roadwork/webhooks"' in page.text  # the admin's nav links the page
     annotator, _ = client_as(app, db, "annotator")
     assert annotator.get("/projects/roadwork/webhooks").status_code == 403
     assert TestClient(app).get("/projects/roadwork/webhooks", follow_redirects=False).status_code == 303
