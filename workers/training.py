@@ -27,6 +27,7 @@ from app.jobs.dispatch import revoke_task, send_job
 from app.jobs.models import CANCELLED, FAILED, SUCCEEDED, Job, JobMetric
 from app.projects.models import Project
 from app.registry.service import register_model_version
+from ml.training.common.runtime import describe_device
 from ml.training.kinds import JOB_KINDS, build_config
 from ml.training.reporting import JobCancelled, TrainingResult
 from workers.celery_app import celery_app
@@ -288,6 +289,8 @@ def execute_job(
         try:
             with sessions() as session:
                 config, dataset, workdir = prepare(session, session.get(Job, job_id), settings)
+            # the queue names a worker pool, not the hardware: the job page shows this line as the device
+            reporter.log(f"device: {describe_device(getattr(config, 'device', 'auto'))}")
             result = JOB_KINDS[kind].runner()(config, dataset, reporter, workdir)
             reporter.flush(force=True)
             complete(sessions, job_id, worker_id, result, reporter, settings)

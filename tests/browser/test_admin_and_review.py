@@ -155,12 +155,15 @@ def test_the_job_header_updates_live(page: Page, site, shots) -> None:
     log_in(page, site, f"/jobs/{job_id}")
     expect(page.locator("[data-attempts]")).to_have_text("0")
     expect(page.locator("[data-worker]")).to_have_text("—")
+    expect(page.locator("[data-device]")).to_have_text("device setting auto")
     with session_scope(site.sessions) as db:
         job = db.get(Job, job_id)
         job.status, job.attempts, job.worker_id = "running", 1, "celery@gpu-box-7"
         job.started_at = job.heartbeat_at = utcnow()
+        job.log_tail += "\n16:00:01 device: cpu"  # as the worker logs it: a gpu-queue job on a CPU worker
     expect(page.locator("[data-attempts]")).to_have_text("1", timeout=8000)
     expect(page.locator("[data-worker]")).to_have_text("celery@gpu-box-7")
+    expect(page.locator("[data-device]")).to_have_text("device cpu")
     expect(page.locator("[data-started-at] time")).to_be_visible()
     expect(page.locator("[data-status]").first).to_have_text("running")
     with session_scope(site.sessions) as db:

@@ -9,7 +9,7 @@ from ml.training.common.checkpoint import checkpoint_steps, load_latest_checkpoi
 from ml.training.common.data import NO_LABEL, class_weights, epoch_batches
 from ml.training.common.ema import WeightEMA
 from ml.training.common.models import auto_head_modules, auto_target_modules, load_image_classifier
-from ml.training.common.runtime import resolve_device
+from ml.training.common.runtime import describe_device, resolve_device
 
 
 def test_class_weights_favour_the_rare_positive():
@@ -69,3 +69,11 @@ def test_requesting_cuda_without_a_gpu_is_a_config_error():
         with pytest.raises(ValueError, match="^device:"):
             resolve_device("cuda:0")
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_the_device_a_job_reports_is_the_one_it_resolves_to():
+    assert describe_device("cpu") == "cpu"
+    if torch.cuda.is_available():
+        assert describe_device("auto") == f"cuda:0 ({torch.cuda.get_device_name(0)})"
+    else:
+        assert describe_device("auto") == "cpu"

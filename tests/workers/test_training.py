@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,9 @@ def test_a_job_runs_to_a_registered_model_with_holdout_metrics(app, db, tiny_vit
     assert (job.status, job.attempts, job.progress_step, job.progress_total) == ("succeeded", 1, 6, 6)
     assert job.attempt_first_step == 1 and job.heartbeat_at is None and job.error is None
     assert "registered model version 1" in job.log_tail
+    assert re.search(
+        r"^\d\d:\d\d:\d\d device: (cpu|cuda:\d+ \(.+\))$", job.log_tail, re.M
+    )  # the job page's device
     names = set(db.scalars(select(JobMetric.name).where(JobMetric.job_id == job_id)))
     assert {"train_loss", "val_mcc"} <= names
     model = db.scalar(select(ModelVersion).where(ModelVersion.job_id == job_id))

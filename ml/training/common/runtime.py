@@ -25,3 +25,15 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device: {name!r} was asked for but CUDA is not available on this worker")
     return torch.device(name)
+
+
+def describe_device(name: str) -> str:
+    """What a job's `device` knob resolves to on this worker, as its log and job page show it:
+    'cpu', or e.g. 'cuda:0 (NVIDIA H200)'."""
+    import torch
+
+    device = resolve_device(name)
+    if device.type != "cuda":
+        return str(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
