@@ -10,6 +10,7 @@ from app.core.config import Settings, get_settings
 from app.core.db import make_engine, make_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.limits import RequestLimits
+from app.core.openapi import install_error_documentation
 from app.core.security_headers import install_security_headers
 from app.dashboard.routes import router as dashboard_router
 from app.datasets.routes import router as datasets_router
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker.configure(info={"settings": settings})  # events enqueue on this app's broker
     app.state.blobs = BlobStore(settings.resolved_blob_dir)
     install_error_handlers(app)
+    install_error_documentation(app)
     app.add_middleware(
         RequestLimits, max_body_bytes=settings.max_body_bytes, max_json_depth=settings.max_json_depth
     )

@@ -90,6 +90,7 @@ def read_version(
     "/datasets/{version}/export",
     response_class=FileResponse,
     dependencies=[Depends(can.read_dataset_version)],
+    responses={409: {"description": "an item's image is missing from the blob store"}},
 )
 def export_version(
     version: IdPath,

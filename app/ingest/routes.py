@@ -85,7 +85,7 @@ UploadedBatchDep = Annotated[UploadedBatch, Depends(read_uploaded_batch)]
     response_model=IngestSummary,
     status_code=201,
     responses={
-        207: {"description": "some items were rejected; the rest were stored"},
+        207: {"model": IngestSummary, "description": "some items were rejected; the rest were stored"},
         422: {"description": "every item was rejected, or the body is not a batch"},
     },
     dependencies=[Depends(can.ingest_into_project)],

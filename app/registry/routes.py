@@ -119,7 +119,12 @@ def rollback_to(
     return _row(session, project, version, settings)
 
 
-@router.get("/{version}/artifact", response_class=FileResponse, dependencies=[Depends(can.download_artifact)])
+@router.get(
+    "/{version}/artifact",
+    response_class=FileResponse,
+    dependencies=[Depends(can.download_artifact)],
+    responses={410: {"description": "the artifact file is gone from the data dir"}},
+)
 def download_artifact(version: IdPath, project: ProjectDep, session: SessionDep) -> FileResponse:
     model = service.get_model(db_session=session, project=project, version=version)
     archive = Path(model.artifact_archive)

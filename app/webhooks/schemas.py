@@ -48,12 +48,14 @@ class WebhookCreate(BaseModel):
 
 
 class WebhookUpdate(BaseModel):
+    """Omitted fields keep their value; an explicit null is a 422 naming the field, as on every PATCH."""
+
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(None, max_length=2048)
-    events: list[str] | None = None
-    description: str | None = Field(None, max_length=200)
-    is_active: bool | None = None
+    url: str = Field(None, max_length=2048)  # type: ignore[assignment]
+    events: list[str] = None  # type: ignore[assignment]
+    description: str = Field(None, max_length=200)  # type: ignore[assignment]
+    is_active: bool = None  # type: ignore[assignment]
 
     @field_validator("url")
     @classmethod
