@@ -128,3 +128,17 @@ def test_the_label_page_and_the_overview_show_the_same_agreement(app, client, db
     db.commit()
     row = next(r for r in overview.annotators if r.user_id == ann_user.id)
     assert label_page == row.agreement == 0.5
+
+
+def test_review_page_is_for_reviewers_and_settings_pages_for_admins(app, client, db):
+    project, _ = seed_project(db, client, spread_scores(1))
+    make_user(db, "ann", project=project)
+    make_user(db, "rev", role="reviewer", project=project)
+    make_user(db, "boss", role="admin")
+    ann, rev, boss = logged_in(app, "ann"), logged_in(app, "rev"), logged_in(app, "boss")
+    pages = ("/projects/roadwork/review", "/projects/roadwork/settings", "/admin/projects/new")
+    assert [ann.get(p).status_code for p in pages] == [403, 403, 403]
+    assert [rev.get(p).status_code for p in pages] == [200, 403, 403]
+    assert [boss.get(p).status_code for p in pages] == [200, 200, 200]
+    assert boss.get("/projects/nope/settings").status_code == 404
+    assert 'id="key-scheme"' in boss.get("/projects/roadwork/settings").text
