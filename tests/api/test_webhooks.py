@@ -33,8 +33,11 @@ HOOKS = "/api/v1/projects/roadwork/webhooks"
 
 
 @pytest.fixture(autouse=True)
-def empty_cpu_queue(redis_url):
-    """Deliveries these tests queue are never consumed here; leave no task for a later worker test."""
+def test_broker(request, redis_url):
+    """Events emitted through the test's own session go to the test's Redis (not the default embedded one), and
+    the deliveries queued there are never consumed here: leave no task for a later worker test."""
+    if "db" in request.fixturenames:
+        request.getfixturevalue("db").info["settings"] = request.getfixturevalue("settings")
     yield
     redis.Redis.from_url(redis_url).delete("cpu")
 
@@ -265,3 +268,18 @@ def test_the_readme_receiver_snippet_accepts_a_signed_event_and_rejects_a_forged
     headers = signed_headers(secret, body, event="model.promoted", delivery_id=1)
     assert namespace["verify_hardcase_webhook"](secret, body, headers)
     assert not namespace["verify_hardcase_webhook"](secret, b'{"event":"model.rolled_back"}', headers)
+
+
+def test_only_pending_deliveries_long_past_their_next_try_are_resent_by_the_sweep(db):
+    project = make_project(db)
+    service.create_endpoint(
+        db_session=db, project=project, webhook_in=WebhookCreate(url="https://a.example/h"), user_id=None
+    )
+    lost, fresh, done = (
+        service.emit(db_session=db, project_id=project.id, event="model.promoted", data={"model": {}})[0]
+        for _ in range(3)
+    )
+    lost.next_attempt_at = done.next_attempt_at = utcnow() - timedelta(minutes=10)
+    done.status = "succeeded"
+    db.commit()
+    assert service.overdue_deliveries(db_session=db, grace_s=300) == [lost.id]
