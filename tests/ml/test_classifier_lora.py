@@ -75,6 +75,17 @@ def test_training_writes_every_artifact_and_reports_progress(tiny_vit, roadwork_
     assert "content hash `test-0-48-0`" in card and f"{result.threshold:.4f}" in card
 
 
+def test_the_onnx_export_scores_the_holdout_as_training_did(tiny_vit, roadwork_dataset_dir, tmp_path):
+    from app.client import OnnxPredictor
+
+    result = run(tiny_config(tiny_vit, max_steps=2), roadwork_dataset_dir, MemoryReporter(), tmp_path / "job")
+    predictor = OnnxPredictor.load(result.artifact_dir / result.files["onnx"])
+    holdout = split_records(roadwork_dataset_dir, "holdout", labeled_only=False)
+    scores = predictor.scores([roadwork_dataset_dir.image_path(r) for r in holdout])
+    np.testing.assert_allclose(scores, [result.holdout_scores[r.item_id] for r in holdout], atol=1e-4)
+    assert predictor.threshold == pytest.approx(result.threshold)
+
+
 def test_merged_model_gives_the_adapter_model_probabilities(tiny_vit, roadwork_dataset_dir, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForImageClassification

@@ -26,6 +26,7 @@ from ml.training.common.models import (
     normalisation_of,
     parameter_counts,
 )
+from ml.training.common.onnx_export import export_classifier_onnx
 from ml.training.common.runtime import resolve_device
 from ml.training.reporting import Reporter, TrainingResult
 
@@ -69,7 +70,10 @@ def method_description(config: ClassifierLoraConfig, base: ResolvedBase, method:
     return f"{how} of {start}{why}"
 
 
-def save_models(model: nn.Module, processor, artifact_dir: Path, method: str) -> dict[str, str]:
+def save_models(
+    model: nn.Module, processor, artifact_dir: Path, method: str
+) -> tuple[dict[str, str], nn.Module]:
+    """The adapter (LoRA) and the merged model with its processor; returns the files and the merged model."""
     files = {}
     if method == "lora":
         model.save_pretrained(artifact_dir / "adapter")
@@ -79,7 +83,7 @@ def save_models(model: nn.Module, processor, artifact_dir: Path, method: str) ->
     model.save_pretrained(artifact_dir / "merged")
     processor.save_pretrained(artifact_dir / "merged")
     files["model"] = "merged"
-    return files
+    return files, model
 
 
 def run(
@@ -115,8 +119,17 @@ def run(
     calibration, metrics = train_and_calibrate(model, data, loss_fn, config, device, reporter, workdir, extra)
 
     artifact_dir = workdir / "artifacts"
-    model_files = save_models(
+    model_files, merged = save_models(
         model.cpu(), export_processor(processor, size, normalisation), artifact_dir, method
+    )
+    model_files |= export_classifier_onnx(
+        merged,
+        artifact_dir,
+        size=size,
+        normalisation=normalisation,
+        temperature=calibration.temperature,
+        threshold=calibration.threshold,
+        classes=dataset.info.classes,
     )
     result = classifier_result(
         artifact_dir,

@@ -32,6 +32,7 @@ from ml.training.common.models import (
     normalisation_of,
     parameter_counts,
 )
+from ml.training.common.onnx_export import export_classifier_onnx
 from ml.training.common.runtime import resolve_device
 from ml.training.distill.config import TINY_CNN, DistillConfig
 from ml.training.distill.student import TinyCNN, load_tiny_cnn, save_tiny_cnn
@@ -210,6 +211,15 @@ def run(
 
     artifact_dir = workdir / "artifacts"
     model_files = save_student(model.cpu(), processor, artifact_dir, size, normalisation)
+    model_files |= export_classifier_onnx(
+        model,
+        artifact_dir,
+        size=size,
+        normalisation=normalisation,
+        temperature=calibration.temperature,
+        threshold=calibration.threshold,
+        classes=dataset.info.classes,
+    )
     teachers = ", ".join(f"{k}={v}" for k, v in config.teacher_weights.items()) or "all cascade models, equal"
     result = classifier_result(
         artifact_dir,
