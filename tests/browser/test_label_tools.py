@@ -87,16 +87,42 @@ def works(live_site) -> dict:
                 project_ids=[project.id],
             )
         scheme = key_scheme(project)
+        _seed_unknown_class_project(session, live_site, box_classes, items[0], files)
     SHOTS.mkdir(parents=True, exist_ok=True)
     return {"box_classes": box_classes, "keys": {c["name"]: c["key"] for c in scheme["box_classes"]}}
 
 
-def open_label_page(page: Page, site, username: str) -> str:
-    page.goto(f"{site.url}/login?next=/projects/{PROJECT}/label")
+def _seed_unknown_class_project(session, site, box_classes: list[str], item: dict, files: dict) -> None:
+    """One item whose detector names a class the project does not have."""
+    project = create_project(
+        db_session=session, project_in=ProjectCreate(name="unknowns", box_classes=box_classes)
+    )
+    stray = {
+        **item,
+        "predictions": [
+            {"model": "yolo-old", "score": 0.9, "boxes": [[0.1, 0.1, 0.4, 0.5, "traffic_cone", 0.9]]}
+        ],
+    }
+    summary = ingest_batch(
+        db_session=session,
+        project=project,
+        raw_items=[stray],
+        files={item["image"]["file"]: files[item["image"]["file"]]},
+        blobs=BlobStore(site.settings.resolved_blob_dir),
+        settings=site.settings,
+    )
+    assert not summary.errors, summary.errors
+    create_account(
+        db_session=session, username="strays", password=PASSWORD, role="annotator", project_ids=[project.id]
+    )
+
+
+def open_label_page(page: Page, site, username: str, project: str = PROJECT) -> str:
+    page.goto(f"{site.url}/login?next=/projects/{project}/label")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{site.url}/projects/{PROJECT}/label")
+    expect(page).to_have_url(f"{site.url}/projects/{project}/label")
     return shown_item(page)
 
 
@@ -341,3 +367,20 @@ def test_a_binary_project_without_box_classes_offers_no_box_editor(page: Page, l
     expect(page.locator("#accept-all")).to_have_count(0)
     with live_site.sessions() as session:
         assert get_by_name(db_session=session, name="roadwork").box_classes == []
+
+
+def test_a_box_of_an_unknown_class_is_named_and_fixed_with_a_letter(page: Page, live_site, works) -> None:
+    item = open_label_page(page, live_site, "strays", project="unknowns")
+    page.keyboard.press("a")
+    expect(page.locator("#box-layer .box text")).to_have_text("? traffic_cone")
+    page.keyboard.press("y")
+    expect(page.locator("#status")).to_contain_text("unknown box class 'traffic_cone'")
+    expect(page.locator("#labeler")).to_have_attribute("data-item-id", item)
+    page.screenshot(path=SHOTS / "unknown-box-class.png")
+    page.keyboard.press("Tab")
+    page.keyboard.press(works["keys"]["cone"])
+    expect(page.locator("#box-layer .box text")).to_have_text("cone")
+    page.keyboard.press("y")
+    expect(page.locator("#status")).to_have_text("Saved: yes with 1 box")
+    [saved] = annotations_by(live_site, "strays")
+    assert [works["box_classes"][b[4]] for b in saved.boxes] == ["cone"]
