@@ -1,4 +1,5 @@
-"""Box-level disagreement between detectors: IoU-match boxes pairwise, unmatched boxes count against agreement."""
+"""Box-level disagreement between detectors: maximum IoU matching of boxes per model pair; unmatched boxes
+count against agreement."""
 
 from __future__ import annotations
 
@@ -38,17 +39,19 @@ def _parse(boxes: list, min_score: float) -> tuple[np.ndarray, list]:
 
 
 def _matched_pairs(a: tuple[np.ndarray, list], b: tuple[np.ndarray, list], iou_threshold: float) -> int:
-    """Greedy one-to-one matching by descending IoU among boxes of the same class."""
+    """Maximum one-to-one matching of same-class boxes with IoU >= threshold (greedy by IoU undercounts in
+    crowded scenes: two adjacent cones can leave boxes unmatched that a maximum matching pairs up)."""
     iou = box_iou(a[0], b[0])
     same_class = np.array([[ca == cb for cb in b[1]] for ca in a[1]], dtype=bool).reshape(iou.shape)
-    iou = np.where(same_class, iou, 0.0)
-    matched = 0
-    while iou.size and iou.max() >= iou_threshold:
-        i, j = np.unravel_index(np.argmax(iou), iou.shape)
-        matched += 1
-        iou[i, :] = 0.0
-        iou[:, j] = 0.0
-    return matched
+    allowed = same_class & (iou >= iou_threshold)
+    if not allowed.any():
+        return 0
+    from scipy.optimize import linear_sum_assignment
+
+    # the most pairs first (each allowed pair is worth far more than any IoU), then the best IoU among them
+    weight = np.where(allowed, 1.0 + iou / (1.0 + min(iou.shape)), 0.0)
+    rows, cols = linear_sum_assignment(weight, maximize=True)
+    return int(allowed[rows, cols].sum())
 
 
 def box_disagreement(
@@ -59,6 +62,8 @@ def box_disagreement(
     A model listed with an empty box list said "nothing here", which disagrees with every box of the others;
     a single model cannot disagree with itself (score 0).
     """
+    if not 0.0 < iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold: must be in (0, 1], got {iou_threshold}")
     parsed = {name: _parse(boxes or [], min_score) for name, boxes in boxes_by_model.items()}
     scores, unmatched_total, boxes_total = [], 0, 0
     for a, b in combinations(parsed.values(), 2):

@@ -95,6 +95,21 @@ def test_box_disagreement_needs_same_class_and_enough_overlap():
     assert scoring.box_disagreement({"a": a, "b": []}).score == 1.0
 
 
+def test_box_disagreement_matches_adjacent_cones_maximally_where_greedy_matching_would_not():
+    # greedy takes the best pair (a1, b2: IoU 0.82) and strands a2 and b1; the maximum matching pairs
+    # a1-b1 (0.57) and a2-b2 (0.54), so the two detectors agree on both cones
+    a = [[4, 0, 14, 10, "cone"], [8, 0, 18, 10, "cone"]]
+    b = [[0, 0, 12, 10, "cone"], [5, 0, 15, 10, "cone"]]
+    result = scoring.box_disagreement({"a": a, "b": b}, iou_threshold=0.5)
+    assert (result.unmatched, result.total, result.score) == (0, 4, 0.0)
+
+
+@pytest.mark.parametrize("threshold", [0.0, -0.5, 1.5, float("nan")])
+def test_box_disagreement_rejects_an_iou_threshold_outside_zero_to_one(threshold):
+    with pytest.raises(ValueError, match="^iou_threshold"):
+        scoring.box_disagreement({"a": [[0, 0, 1, 1, "cone"]], "b": []}, iou_threshold=threshold)
+
+
 def test_item_api_reports_disagreement_reason_with_model_names():
     item = hardness_for_item(
         {"yolo": 0.93, "vlm": 0.08, "clf": None}, threshold=0.45, strategy=StrategyConfig("hybrid")

@@ -40,6 +40,21 @@ def test_ema_moves_toward_the_weights_and_swaps_back_after_use():
     torch.testing.assert_close(model.weight.detach(), start + 1.0)
 
 
+def test_ema_averages_batchnorm_running_statistics_with_the_weights():
+    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    ema = WeightEMA(model, decay=0.5)
+    assert "1.running_mean" in ema.shadow and "1.num_batches_tracked" not in ema.shadow
+    model.train()
+    model(torch.full((8, 2), 5.0) + torch.randn(8, 2))  # moves the running mean away from 0
+    moved = model[1].running_mean.clone()
+    ema.update(model)
+    expected = (1 - 2 / 11) * moved  # from zeros, warm-up decay 2/11
+    torch.testing.assert_close(ema.shadow["1.running_mean"], expected)
+    with ema.applied(model):
+        torch.testing.assert_close(model[1].running_mean, expected)
+    torch.testing.assert_close(model[1].running_mean, moved)
+
+
 def test_checkpoints_keep_the_latest_two_and_load_the_newest(tmp_path):
     for step in (2, 4, 6):
         save_checkpoint(tmp_path, step, {"model": {"w": torch.tensor([float(step)])}})
