@@ -14,16 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import numpy as np
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import error_body
 
-# A JSON string token (escapes included) or one bracket; strings are skipped whole so brackets in text don't count.
-_JSON_STRUCTURE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
-# \u0000, or a \uD800-\uDFFF escape that may be half a surrogate pair; the parse decides.
-_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+_NOT_A_BRACKET = bytes(code for code in range(256) if code not in b"[]{}")
 _TEMPLATE_PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 _PART_NAME = re.compile(rb'\bname="([^"]*)"', re.IGNORECASE)
 
@@ -47,18 +45,23 @@ def text_problem(value: str) -> str | None:
 
 
 def json_too_deep(body: bytes, max_depth: int) -> bool:
+    """Whether JSON nesting passes `max_depth`, in C-speed passes (no parse): strings are cut out at their
+    quotes, the brackets left are kept, and numpy finds the deepest point of their running sum."""
     if body.count(b"[") + body.count(b"{") <= max_depth:
         return False
-    depth = 0
-    for match in _JSON_STRUCTURE.finditer(body):
-        first = match.group()[0]
-        if first in b"[{":
-            depth += 1
-            if depth > max_depth:
-                return True
-        elif first in b"]}":
-            depth -= 1
-    return False
+    # Drop escaped backslashes first, so every \" left is an escaped quote; then quotes delimit strings.
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = b"".join(unescaped.split(b'"')[::2]).translate(None, _NOT_A_BRACKET)
+    if len(brackets) <= max_depth:
+        return False
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int32)
+    return int(np.cumsum(steps).max(initial=0)) > max_depth
+
+
+def _suspect_escapes(body: bytes) -> bool:
+    """\\u0000, or a \\uD800-\\uDFFF escape that may be half a surrogate pair (the parse decides)."""
+    return b"\\u0000" in body or b"\\ud" in body or b"\\uD" in body
 
 
 def _join(path: str, part: str | int) -> str:
@@ -85,7 +88,7 @@ def _bad_strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
 def json_problem(body: bytes, *, max_depth: int, field: str = "") -> Problem | None:
     if json_too_deep(body, max_depth):
         return Problem(422, field or "body", f"JSON is nested deeper than the limit of {max_depth} levels")
-    if _SUSPECT_ESCAPE.search(body) is None:
+    if not _suspect_escapes(body):
         return None
     try:
         parsed = json.loads(body)

@@ -221,3 +221,13 @@ def test_a_streamed_body_is_refused_once_it_passes_the_limit_without_reading_the
     assert sent[0]["status"] == 413
     assert received == LIMIT // len(chunk) + 1
     assert str(LIMIT) in json.loads(sent[1]["body"])["detail"]
+
+
+@pytest.mark.parametrize("field", ["url", "events", "description", "is_active"])
+def test_an_explicit_null_in_a_webhook_patch_is_a_422_naming_the_field(app, db, field):
+    make_project(db)
+    admin, _ = client_as(app, db, "admin")
+    hook = admin.post("/api/v1/projects/roadwork/webhooks", json={"url": "https://hooks.example/x"})
+    assert hook.status_code == 201, hook.text
+    response = admin.patch(f"/api/v1/projects/roadwork/webhooks/{hook.json()['id']}", json={field: None})
+    assert response.status_code == 422 and fields_of(response) == [field]
