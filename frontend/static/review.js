@@ -173,9 +173,10 @@
       await api("POST", `${base}/items/${entry.item.id}/review`, {
         label: state.choice,
         boxes: source ? source.boxes : [],
-        note: "",
+        note: $("review-note").value.trim(),
       });
       status(`Decided ${entry.item.external_id}: ${answerName(state.choice)}.`);
+      $("review-note").value = "";
       state.entries.splice(state.index, 1);
       renderList();
       select(Math.min(state.index, state.entries.length - 1));
@@ -188,11 +189,21 @@
   }
 
   function onKey(event) {
+    if (event.target.id === "review-note" && event.key === "Enter") {
+      event.preventDefault();
+      confirm();
+      return;
+    }
+    if (event.target.id === "review-note" && event.key === "Escape") {
+      event.target.blur();
+      return;
+    }
     if (event.target.closest("input, textarea, select, [contenteditable]") || event.ctrlKey || event.metaKey || event.altKey) return;
     const key = event.key;
     if (key === "j" || key === "ArrowDown") select(state.index + 1);
     else if (key === "k" || key === "ArrowUp") select(state.index - 1);
     else if (/^[1-9]$/.test(key) && config.answers[Number(key) - 1]) choose(config.answers[Number(key) - 1].label);
+    else if (key === "n") $("review-note").focus();
     else if (key === "Enter") confirm();
     else return;
     event.preventDefault();

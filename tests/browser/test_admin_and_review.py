@@ -85,12 +85,14 @@ def test_a_reviewer_decides_a_conflicting_item_with_the_keyboard(page: Page, sit
     expect(page.locator("#review-choice")).to_contain_text("Yes with ann's 1 box(es)")
     expect(panels.nth(0)).to_have_class("card review-panel chosen")
     page.screenshot(path=str(shots / "review-conflict.png"), full_page=True)
+    page.keyboard.press("n")
+    page.keyboard.type("cones at the roadside")
     page.keyboard.press("Enter")
     expect(page.locator("#review-status")).to_contain_text("Decided")
     expect(page.locator("#review-empty")).to_be_visible()
     with session_scope(site.sessions) as db:
         review = db.scalar(select(Review))
-        assert (review.label, review.boxes) == (1, [ANN_BOX])
+        assert (review.label, review.boxes, review.note) == (1, [ANN_BOX], "cones at the roadside")
         assert db.get(User, review.reviewer_id).username == "rev"
 
 
