@@ -8,7 +8,8 @@ Each batch (1,000 items x 3 predictions by default) goes through `app.ingest.ser
 process, the code path behind the HTTP endpoint without the HTTP layer. At every checkpoint it prints the
 median seconds per batch of the last `--window` batches and the ratio to the first checkpoint: a flat curve
 (ratio ~1) means ingest stays linear in the table size. Nothing runs ANALYZE for the benchmark; statistics are
-whatever the product keeps up to date itself (autovacuum is off on the reference machine).
+whatever the product keeps up to date itself (autovacuum is off on the reference machine);
+`--analyze-at-start` takes one snapshot after the first batch, as an early autovacuum pass would.
 
 `--fill sql` inserts items, three predictions each and their hardness rows with one INSERT ... SELECT from
 generate_series (as a bulk import or months of ingest would leave them), then ingests `--window` batches
@@ -31,25 +32,8 @@ from app.ingest.service import ingest_batch
 from app.projects.models import Project
 from app.projects.schemas import ProjectCreate
 from app.projects.service import create as create_project
-from bench.common import scratch_database
+from bench.common import add_environment_options, apply_environment_options, scratch_database, sql_fill
 from bench.ingest import make_item
-
-FILL_SQL = """
-WITH new_items AS (
-    INSERT INTO items (project_id, external_id, camera_id, is_night, captured_at, meta, created_at)
-    SELECT %(project)s, 'fill-' || lpad(g::text, 9, '0'), 'cam-' || (g %% 50), g %% 5 = 0,
-           now() - (g %% 100000) * interval '1 minute', '{}', now()
-    FROM generate_series(%(start)s, %(stop)s - 1) AS g
-    RETURNING id
-), new_predictions AS (
-    INSERT INTO predictions (item_id, project_id, model, model_version, score, boxes, extra, received_at)
-    SELECT new_items.id, %(project)s, m, '1', random(), '[]', '{}', now()
-    FROM new_items, unnest(ARRAY['yolo-cones', 'vit-roadwork', 'qwen2.5-vl']) AS m
-)
-INSERT INTO hardness (item_id, project_id, priority, box_disagreement, n_models, likely_positive, status,
-                      annotation_count, skip_count, updated_at)
-SELECT id, %(project)s, random(), 0, 3, false, 'pending', 0, 0, now() FROM new_items
-"""
 
 
 def checkpoints(text: str) -> list[int]:
@@ -86,15 +70,11 @@ class Ingester:
         return elapsed
 
 
-def sql_fill(url: str, project_id: int, start: int, stop: int) -> None:
+def analyze(url: str) -> None:
     import psycopg
 
-    with psycopg.connect(url) as conn:
-        for chunk in range(start, stop, 100_000):
-            conn.execute(
-                FILL_SQL, {"project": project_id, "start": chunk, "stop": min(stop, chunk + 100_000)}
-            )
-            conn.commit()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ANALYZE")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -108,6 +88,10 @@ def run(args: argparse.Namespace) -> None:
     with scratch_database(args.backend) as url, tempfile.TemporaryDirectory() as tmp:
         ingester = Ingester(url, Path(tmp), args.batch_size, args.models)
         table_size, first, times = 0, None, []
+        if args.analyze_at_start:  # one statistics snapshot of a young project, as one autovacuum pass leaves
+            times.append(ingester.batch())
+            table_size += args.batch_size
+            analyze(url)
         for mark in marks:
             if args.fill == "sql":
                 sql_fill(url, ingester.project_id, table_size, mark - args.window * args.batch_size)
@@ -135,7 +119,15 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=3)
     parser.add_argument("--window", type=int, default=5, help="batches whose median is reported per point")
     parser.add_argument("--fill", choices=("ingest", "sql"), default="ingest")
+    parser.add_argument(
+        "--analyze-at-start",
+        action="store_true",
+        help="ANALYZE once after the first batch and never again (what one early autovacuum pass leaves): "
+        "plans that depend on statistics then degrade unless the product refreshes them",
+    )
+    add_environment_options(parser)
     args = parser.parse_args()
+    apply_environment_options(args)
     if args.fill == "sql" and args.backend != "postgresql":
         parser.error("--fill sql is PostgreSQL only")
     run(args)
