@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.errors import ApiError
+from app.jobs.dispatch import PUBLISH_RETRY_POLICY, celery_client
 from app.labels.service import refresh_item_status
 from app.projects import service as project_service
 from app.projects.models import Project
@@ -24,23 +24,10 @@ RERANK_TASK = "hardcase.rerank_project"
 RANKING_FIELDS = ("threshold", "strategy", "strategy_weights")
 
 
-@lru_cache(maxsize=8)
-def _sender(broker_url: str):
-    from celery import Celery
-
-    celery = Celery("hardcase-sender", broker=broker_url)
-    celery.conf.broker_connection_retry_on_startup = False
-    return celery
-
-
 def enqueue_rerank(*, settings: Settings, project_id: int) -> str:
-    """Sends the re-rank task to the `cpu` queue; returns the Celery task id."""
-    result = _sender(settings.resolved_broker_url).send_task(
-        RERANK_TASK,
-        args=[project_id],
-        queue="cpu",
-        retry=True,
-        retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+    """Sends the re-rank task to the `cpu` queue (bounded: a broker outage fails in about a second)."""
+    result = celery_client(settings).send_task(
+        RERANK_TASK, args=[project_id], queue="cpu", ignore_result=True, retry_policy=PUBLISH_RETRY_POLICY
     )
     return result.id
 

@@ -113,15 +113,15 @@ def _settings_of(db_session: Session) -> Settings:
 
 
 def enqueue_delivery(settings: Settings, delivery_id: int, countdown: float | None = None) -> None:
-    from app.jobs.dispatch import celery_client
+    from app.jobs.dispatch import PUBLISH_RETRY_POLICY, celery_client
 
     celery_client(settings).send_task(
         DELIVER_TASK,
         args=[delivery_id],
         queue="cpu",
         countdown=countdown,
-        retry=True,
-        retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        ignore_result=True,
+        retry_policy=PUBLISH_RETRY_POLICY,  # bounded: requests emit events
     )
 
 

@@ -103,3 +103,17 @@ def test_creating_a_job_with_the_broker_down_answers_promptly_and_leaves_the_job
     job = db.scalar(select(Job))
     assert (job.status, job.enqueued_at) == (QUEUED, None)
     app.state.engine.dispose()
+
+
+def test_a_ranking_change_with_the_broker_silent_reranks_in_the_request_instead_of_waiting(
+    settings, db, silent_server
+):
+    app = create_app(settings.model_copy(update={"broker_url": f"redis://127.0.0.1:{silent_server}/0"}))
+    make_project(db, "roadwork")
+    admin, _ = client_as(app, db, "admin")
+    started = time.monotonic()
+    response = admin.patch("/api/v1/projects/roadwork", json={"threshold": 0.4})
+    assert time.monotonic() - started < 10  # unbounded, a silent broker held the request for minutes
+    assert response.status_code == 200, response.text
+    assert response.json()["rerank"] == "inline"
+    app.state.engine.dispose()
