@@ -143,11 +143,14 @@ def _diverse_order(candidates: list[Any], last: ItemSignature | None, config: Qu
     return fresh + repeats
 
 
-def _claim(db_session: Session, item_id: int, user_id: int, expires_at: datetime) -> bool:
+def _claim(
+    db_session: Session, item_id: int, user_id: int, expires_at: datetime, project_id: int | None = None
+) -> bool:
     """The atomic step: only a still-pending row changes hands (SQLite has no SKIP LOCKED; this guards it)."""
+    in_project = () if project_id is None else (Hardness.project_id == project_id,)
     result = db_session.execute(
         update(Hardness)
-        .where(Hardness.item_id == item_id, Hardness.status == "pending")
+        .where(Hardness.item_id == item_id, Hardness.status == "pending", *in_project)
         .values(status="leased", lease_owner=user_id, lease_expires_at=expires_at, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -167,9 +170,9 @@ def lease_next_item(
     """Leases the hardest suitable pending item to `user` and commits; None when nothing is left for them.
 
     `holding` lists the items the caller's page has on screen or prefetched: the user's other live leases
-    come from pages that were closed, and are handed back first. A caller that sends no list keeps every
-    lease it takes, and gets its own leased items back once the pool is empty (never "nothing left" while
-    it holds work)."""
+    come from pages that were closed (or a failed answer before a reload) and are handed back first, so the
+    page is never told "nothing left" while its user holds work. A caller that sends no list keeps every
+    lease it takes (an API client may hold several)."""
     expire_leases(db_session=db_session, project_id=project.id)
     expires_at = utcnow() + timedelta(minutes=lease_minutes)
     lease = None
@@ -177,8 +180,6 @@ def lease_next_item(
         lease = _reclaim_own_lease(db_session, project, user, exclude=set(holding), expires_at=expires_at)
     if lease is None:
         lease = _lease_pending(db_session, project, user, expires_at, config)
-    if lease is None and holding is None:
-        lease = _reclaim_own_lease(db_session, project, user, exclude=set(), expires_at=expires_at)
     db_session.commit()
     return lease
 
@@ -231,9 +232,10 @@ def _reclaim_own_lease(
 def renew_leases(
     *, db_session: Session, project: Project, user: User, item_ids: list[int], lease_minutes: int
 ) -> tuple[list[int], datetime]:
-    """The open label page's heartbeat: extends the caller's leases among `item_ids` (also one that ran out
-    while nobody else took the item); returns the items still held and the new expiry."""
+    """The open label page's heartbeat: extends the caller's leases among `item_ids`, and takes back one that
+    ran out while nobody else took it (a laptop asleep); returns the items held now and the new expiry."""
     expires_at = utcnow() + timedelta(minutes=lease_minutes)
+    expire_leases(db_session=db_session, project_id=project.id)
     held = list(
         db_session.scalars(
             update(Hardness)
@@ -248,6 +250,7 @@ def renew_leases(
             .execution_options(synchronize_session=False)
         )
     )
+    held += [i for i in set(item_ids) - set(held) if _claim(db_session, i, user.id, expires_at, project.id)]
     db_session.commit()
     return sorted(held), expires_at
 

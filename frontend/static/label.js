@@ -167,7 +167,8 @@
       if (!lost.size) return;
       state.buffer = state.buffer.filter((item) => !lost.has(item.id));
       if (state.current && lost.has(state.current.id)) {
-        say("Your hold on this item ran out and someone else has it now: skip to go on.", true);
+        state.current.lost = true;
+        say("Someone else has this item now (your hold ran out): press S to go on.", true);
       }
       fill();
     } catch (error) {
@@ -476,6 +477,7 @@
   function skip() {
     const item = state.current;
     if (!item || els.wrap.hidden) return;
+    if (item.lost) { advance(); return; } // nothing to give back
     state.sending.add(item.id);
     advance();
     queueWork(async () => {
@@ -559,7 +561,7 @@
     const onControl = event.target.closest && event.target.closest("button, a, summary");
     let handled = true;
     if (answerByKey.has(key)) answer(answerByKey.get(key));
-    else if (key === "Enter" && editor && !onControl) answer(1);
+    else if (key === "Enter" && editor && !onControl) answer(config.kind === "detection" && !editor.boxes.length ? 0 : 1);
     else if (key === scheme.actions.skip) skip();
     else if (key === scheme.actions.undo) undo();
     else if (key === scheme.actions.flag) openFlag();

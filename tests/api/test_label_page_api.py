@@ -102,7 +102,7 @@ def test_after_a_failed_submit_the_holder_gets_its_item_back_not_a_204(boxed):
     _, ann = boxed
     held = [lease(ann) for _ in range(3)]
     assert annotate(ann, held[0], label=0, boxes=[[*CONE, "cone"]]).status_code == 422
-    assert lease(ann) == held[0]  # nothing pending is left: the hardest item it holds, not "empty"
+    assert lease(ann, holding=[]) == held[0]  # a reloaded page: the hardest item it holds, not "empty"
     assert lease(ann, holding=held) is None  # the page that holds them all is told the pool is empty
 
 
@@ -277,3 +277,32 @@ def test_the_demo_takes_a_yes_with_the_detectors_named_boxes(app, settings, db):
     assert response.status_code == 201, response.text
     saved = response.json()["annotation"]["boxes"]
     assert [project.box_classes[b[4]] for b in saved] == [b[4] for b in boxes]
+
+
+def test_the_heartbeat_takes_back_a_lapsed_lease_nobody_else_took(boxed, db):
+    _, ann = boxed
+    mine = lease(ann)
+    lapsed = utcnow() - timedelta(seconds=5)
+    db.execute(update(Hardness).where(Hardness.item_id == mine).values(lease_expires_at=lapsed))
+    db.commit()
+    response = ann.post(f"{BASE}/queue/renew", json={"item_ids": [mine]})
+    assert (response.json()["renewed"], response.json()["lost"]) == ([mine], [])
+    row = hardness(db, mine)
+    assert (row.status, row.lease_owner is not None) == ("leased", True)
+
+
+def test_the_label_page_offers_only_what_the_project_takes(app, db):
+    classes = ["car", "truck", "bus"]
+    many = make_project(
+        db, "vehicles", kind="multiclass", classes=classes, instructions="<b>hi</b> **there**"
+    )
+    plain = make_project(db, "plain")
+    for project in (many, plain):
+        make_user(db, f"ann-{project.name}", project=project)
+    page = logged_in(app, "ann-vehicles").get("/projects/vehicles/label").text
+    assert [f'aria-keyshortcuts="{i}"' in page for i in (1, 2, 3)] == [True, True, True]
+    assert "box-layer" not in page and "boxes.js" not in page
+    assert "&lt;b&gt;hi&lt;/b&gt; <strong>there</strong>" in page
+    plain_page = logged_in(app, "ann-plain").get("/projects/plain/label").text
+    assert "box-layer" not in plain_page and 'aria-keyshortcuts="n 1"' in plain_page
+    assert "<script>" not in plain_page.split('id="label-config">')[1].split("</script>")[0]
