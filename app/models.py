@@ -7,6 +7,7 @@ from app.drift.models import DriftCheck
 from app.ingest.models import Item, Prediction
 from app.jobs.models import Job, JobMetric
 from app.labels.models import Annotation, Flag, Review
+from app.lsbackend.models import LabelStudioAnnotation
 from app.projects.models import Project
 from app.queue.models import Hardness, QueueCursor, QueueSkip
 from app.registry.models import HoldoutScore, ModelVersion, StageChange
@@ -27,6 +28,7 @@ __all__ = [
     "Item",
     "Job",
     "JobMetric",
+    "LabelStudioAnnotation",
     "LoginFailure",
     "ModelVersion",
     "Prediction",
