@@ -1,12 +1,16 @@
 """The cascade runs the promoted model without Hardcase's code or torch: HardcaseClient.production_model()
 downloads the artifact (sha256 checked, cached per version) and scores images on onnxruntime exactly as the
-registry scored the holdout."""
+registry scored the holdout, in a clean venv holding only the client's dependencies and app/client.py."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -23,6 +27,8 @@ from tests.utils.labeled_data import client_as, seed_labeled_items
 from workers.training import execute_job
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+CLIENT_BASE_DEPENDENCIES = ("httpx", "numpy", "pillow")  # what app/client.py imports besides onnxruntime
 
 TINY_DISTILL = {
     "max_steps": 4,
@@ -42,6 +48,38 @@ paths = json.loads(sys.argv[2])
 print(json.dumps({"scores": predictor.scores(paths).tolist(), "decisions": predictor.predict(paths),
                   "heavy": [m for m in ("torch", "torchvision", "transformers") if m in sys.modules]}))
 """
+
+
+def client_requirements() -> list[str]:
+    """The client's dependencies as pyproject declares them: its base ones and the [client] extra."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    base = [
+        d
+        for d in project["dependencies"]
+        if d.split(">")[0].split("<")[0].split("=")[0] in CLIENT_BASE_DEPENDENCIES
+    ]
+    return [*base, *project["optional-dependencies"]["client"]]
+
+
+@pytest.fixture(scope="session")
+def clean_client_python(tmp_path_factory) -> tuple[Path, Path]:
+    """A fresh venv with only the client's dependencies (no torch, no Hardcase), and a folder holding nothing
+    of Hardcase but app/client.py: what a cascade machine has."""
+    root = tmp_path_factory.mktemp("cascade")
+    subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True, timeout=120)
+    python = root / "venv" / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", *client_requirements()],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    package = root / "code" / "app"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    shutil.copyfile(REPO / "app" / "client.py", package / "client.py")
+    return python, root / "code"
 
 
 class AppTransport(httpx.BaseTransport):
@@ -88,8 +126,8 @@ def holdout_images(sessions, app, model: ModelVersion) -> dict[str, float]:
     return {str(app.state.blobs.path_for(sha_from_uri(uri))): score for uri, score in rows}
 
 
-def test_the_promoted_model_reproduces_the_registry_holdout_scores_on_onnxruntime_without_torch(
-    app, db, sessions, settings, tmp_path
+def test_the_promoted_model_reproduces_the_registry_holdout_scores_on_onnxruntime_in_a_clean_venv(
+    app, db, sessions, settings, tmp_path, clean_client_python
 ):
     model = promoted_distill_model(app, db, sessions, settings)
     assert model.files["onnx"] == "onnx"
@@ -109,15 +147,19 @@ def test_the_promoted_model_reproduces_the_registry_holdout_scores_on_onnxruntim
 
     paths = list(expected)
     onnx_dir = next((tmp_path / "cache").rglob("predictor.json")).parent
+    python, code = clean_client_python
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     out = subprocess.run(
-        [sys.executable, "-c", PREDICT_IN_A_FRESH_PROCESS, str(onnx_dir), json.dumps(paths)],
+        [str(python), "-c", PREDICT_IN_A_FRESH_PROCESS, str(onnx_dir), json.dumps(paths)],
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=code,
+        env=env,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
-    assert result["heavy"] == []  # the cascade needs neither torch nor transformers
+    assert result["heavy"] == []  # the clean venv has neither torch nor transformers
     np.testing.assert_allclose(result["scores"], [expected[p] for p in paths], atol=1e-4)
     assert result["decisions"] == [expected[p] >= model.threshold for p in paths]
     np.testing.assert_allclose(predictor.scores(paths), result["scores"], atol=1e-9)
