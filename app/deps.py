@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -61,16 +63,28 @@ def get_project(session: SessionDep, project: Annotated[str, Path(description="p
 ProjectDep = Annotated[Project, Depends(get_project)]
 
 
-def carries_api_key(request: Request) -> bool:
-    return _secret_from(request) is not None
+def carries_api_key(request: Request, basic: bool = False) -> bool:
+    return _secret_from(request, basic) is not None
 
 
-def _secret_from(request: Request) -> str | None:
+def _secret_from(request: Request, basic: bool = False) -> str | None:
+    """The key from X-API-Key or a bearer token; with `basic`, also HTTP Basic auth (the password, else the
+    user name), which is all Label Studio can send to an ML backend."""
     header = request.headers.get("x-api-key")
     if header:
         return header
     auth = request.headers.get("authorization", "")
+    if basic and auth.lower().startswith("basic "):
+        return _basic_auth_secret(auth[6:])
     return auth[7:] if auth.lower().startswith("bearer ") else None
+
+
+def _basic_auth_secret(encoded: str) -> str:
+    try:
+        user, _, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return password or user
 
 
 KEY_USE_RESOLUTION = timedelta(minutes=1)
@@ -80,9 +94,9 @@ def _as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite returns naive datetimes
 
 
-def authenticated_key(request: Request, session: Session) -> ApiKey:
+def authenticated_key(request: Request, session: Session, basic: bool = False) -> ApiKey:
     """The active key the request carries (401 otherwise); what it may do is app/auth/permissions' decision."""
-    secret = _secret_from(request)
+    secret = _secret_from(request, basic)
     if not secret:
         raise ApiError(401, "X-API-Key", "an API key is required (X-API-Key or Authorization: Bearer)")
     key = key_service.find_active_key(db_session=session, secret=secret)

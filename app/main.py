@@ -18,6 +18,8 @@ from app.drift.routes import router as drift_router
 from app.ingest.routes import router as ingest_router
 from app.jobs.routes import router as jobs_router
 from app.labels.routes import router as labels_router
+from app.lsbackend.routes import import_router as ls_import_router
+from app.lsbackend.routes import router as lsbackend_router
 from app.metrics.middleware import RequestMetrics
 from app.metrics.routes import router as metrics_router
 from app.projects.routes import router as projects_router
@@ -50,6 +52,8 @@ ROUTERS = [
     webhooks_router,
     webhooks_pages_router,
     metrics_router,
+    lsbackend_router,
+    ls_import_router,
 ]
 
 

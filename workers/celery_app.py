@@ -15,6 +15,7 @@ TASK_MODULES = [
     "workers.ranking",
     "workers.training",
     "workers.webhooks",
+    "workers.lsbackend",
     "workers.metrics",  # signal handlers: task run times
 ]
 

@@ -155,9 +155,11 @@ def login_location(request: Request) -> str:
     return "/login" if target == "/" else f"/login?next={quote(target, safe='')}"
 
 
-def _authenticate(request: Request, browser, session: Session, scope: str | None, page: bool) -> Caller:
-    if scope is not None and carries_api_key(request):
-        return authenticated_key(request, session)
+def _authenticate(
+    request: Request, browser, session: Session, scope: str | None, page: bool, basic: bool = False
+) -> Caller:
+    if scope is not None and carries_api_key(request, basic):
+        return authenticated_key(request, session, basic)
     try:
         return user_of_session(browser, session)
     except ApiError as exc:
@@ -202,14 +204,21 @@ class AccessRule:
 
 
 def rule(
-    name: str, locate: Callable[..., Resource], *, role: str, scope: str | None = None, page: bool = False
+    name: str,
+    locate: Callable[..., Resource],
+    *,
+    role: str,
+    scope: str | None = None,
+    page: bool = False,
+    basic_auth: bool = False,
 ) -> Callable[..., Caller]:
-    """A dependency enforcing one rule; it returns the caller (a User, or an ApiKey where `scope` is set)."""
+    """A dependency enforcing one rule; it returns the caller (a User, or an ApiKey where `scope` is set).
+    `basic_auth`: the key may also come as HTTP Basic auth (Label Studio's only way to authenticate)."""
 
     def check(
         request: Request, browser: BrowserSession, session: SessionDep, resource: Resource = Depends(locate)
     ) -> Caller:
-        caller = _authenticate(request, browser, session, scope, page)
+        caller = _authenticate(request, browser, session, scope, page, basic_auth)
         _check_owner(session, caller, resource)
         _check_grant(caller, role, scope)
         if isinstance(caller, User):
@@ -241,6 +250,11 @@ review_project = rule("review_project", project_resource, role="reviewer")
 admin_project = rule("admin_project", project_resource, role="admin")
 ingest_into_project = rule("ingest_into_project", project_resource, role="admin", scope="ingest")
 pull_production_model = rule("pull_production_model", project_resource, role="annotator", scope="models")
+# Hardcase as a Label Studio ML backend: one key (read + ingest) that Label Studio sends as Basic auth.
+ls_read_project = rule("ls_read_project", project_resource, role="annotator", scope="read", basic_auth=True)
+ls_ingest_into_project = rule(
+    "ls_ingest_into_project", project_resource, role="admin", scope="ingest", basic_auth=True
+)
 
 read_item = rule("read_item", item_resource, role="annotator", scope="read")
 read_item_by_external_id = rule(

@@ -86,11 +86,26 @@ def prediction_entry(info: DatasetInfo, prediction: StoredPrediction, size: tupl
     for box in prediction.boxes:
         score = box[5] if len(box) > 5 else None
         result.append(rectangle_result(box, box_class_name(classes, box[4]), size, score))
-    score = prediction.score if prediction.score is not None else max(prediction.probs or [0.0])
     version = (
         f"{prediction.model}@{prediction.model_version}" if prediction.model_version else prediction.model
     )
-    return {"model_version": version, "score": float(score), "result": result}
+    entry = {"model_version": version, "result": result}
+    confidence = result_confidence(info, prediction, choice)
+    if confidence is not None:
+        entry["score"] = confidence
+    return entry
+
+
+def result_confidence(info: DatasetInfo, prediction: StoredPrediction, choice: str | None) -> float | None:
+    """Label Studio's prediction score: how sure the model is of what its result says (what uncertainty
+    sampling sorts on), not P(positive). For two classes it is P(positive) when the result says positive (the
+    positive choice; for a detector, boxes drawn) and 1 - P(positive) otherwise, so P(positive) is recoverable."""
+    if prediction.probs and choice in info.classes and len(prediction.probs) == len(info.classes):
+        return float(prediction.probs[info.classes.index(choice)])
+    if prediction.score is None or len(info.classes) != 2:
+        return None
+    says_positive = bool(prediction.boxes) if info.kind == "detection" else choice == info.classes[1]
+    return float(prediction.score if says_positive else 1.0 - prediction.score)
 
 
 def human_annotation(info: DatasetInfo, record: DatasetRecord, size: tuple[int, int]) -> dict | None:

@@ -162,7 +162,10 @@ def test_label_studio_export_follows_the_task_format_with_annotations_and_predic
     assert (rect["value"]["x"], rect["value"]["width"]) == pytest.approx((100 * x1, 100 * (x2 - x1)))
     assert rect["value"]["rectanglelabels"] == [roadwork.info.box_classes[cls]]
     assert [p["model_version"] for p in task["predictions"]] == [f"{p.model}@1" for p in record.predictions]
-    assert task["predictions"][0]["score"] == pytest.approx(record.predictions[0].score)
+    first, said = record.predictions[0], task["predictions"][0]
+    positive = said["result"][0]["value"]["choices"] == ["positive"]
+    # Label Studio's score is the confidence of what the result says: P(positive) only when it says positive
+    assert said["score"] == pytest.approx(first.score if positive else 1 - first.score)
     results = [r for p in task["predictions"] for r in p["result"]]
     assert results and all(f'name="{r["from_name"]}" toName="{r["to_name"]}"' in config for r in results)
 
