@@ -266,6 +266,22 @@ def test_zoom_by_keys_and_wheel_and_pan_by_space_drag(page: Page, live_site, wor
     expect(stage).to_have_attribute("data-zoom", "1.250")
     page.mouse.wheel(0, 200)
     expect(stage).to_have_attribute("data-zoom", "1.000")
+    page.keyboard.press("+")
+    page.keyboard.press("+")
+    zoomed = page.locator("#item-image").bounding_box()
+
+    def at(fx: float, fy: float) -> tuple[float, float]:
+        return zoomed["x"] + zoomed["width"] * fx, zoomed["y"] + zoomed["height"] * fy
+
+    page.mouse.move(*at(0.4, 0.4))
+    page.mouse.down()
+    page.mouse.move(*at(0.6, 0.6), steps=4)
+    page.mouse.up()  # a box drawn on the zoomed image lands where it was drawn on the photo
+    expect(page.locator("#box-count")).to_have_text("1")
+    page.keyboard.press("y")
+    expect(page.locator("#status")).to_have_text("Saved: yes with 1 box")
+    [saved] = annotations_by(live_site, "zooms")
+    assert saved.boxes[0][:4] == pytest.approx([0.4, 0.4, 0.6, 0.6], abs=0.01)
 
 
 def test_tab_selects_boxes_arrows_move_and_shift_arrows_resize(page: Page, live_site, works) -> None:
@@ -294,11 +310,11 @@ def test_tab_selects_boxes_arrows_move_and_shift_arrows_resize(page: Page, live_
         )
     [saved] = annotations_by(live_site, "edits")
     assert saved.label == 1 and len(saved.boxes) == count - 1
-    first = offered[0]
-    assert saved.boxes[0][:4] == pytest.approx(
-        [first[0] + 0.02, first[1], first[2] + 0.02, first[3] + 0.01], abs=1e-4
-    )
-    assert saved.boxes[1][:4] == pytest.approx(offered[2][:4], abs=1e-4)
+    x1, y1, x2, y2 = offered[0][:4]
+    dx = min(0.02, 1 - x2)  # a box at the edge stops there
+    assert saved.boxes[0][:4] == pytest.approx([x1 + dx, y1, x2 + dx, min(1.0, y2 + 0.01)], abs=1e-4)
+    kept = [box[:4] for box in saved.boxes[1:]]
+    assert kept == [pytest.approx(box[:4], abs=1e-4) for box in offered[2:]]
 
 
 def test_the_flag_key_asks_a_reviewer_and_moves_on(page: Page, live_site, works) -> None:
