@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.core.config import Settings
 from app.core.errors import ApiError
 from app.projects.models import Project
-from app.registry.models import ModelVersion
+from app.registry.models import PRODUCTION, ModelVersion
 from ml.training import bases
 from ml.training.kinds import JOB_KINDS
 
@@ -111,16 +111,24 @@ def registry_choices(*, db_session: Session, project: Project) -> list[BaseModel
     )
     out = []
     for model in models:
-        kinds = tuple(kind for kind, sources in bases.WARM_START_SOURCES.items() if model.kind in sources)
-        kinds = tuple(k for k in kinds if _warm_start_file(model, k) is not None)
+        kinds = warm_start_kinds(model)
         if kinds:
             description = f"{model.name} v{model.version} ({model.stage}, holdout MCC {_mcc(model)})"
-            out.append(
-                BaseModelChoice(
-                    bases.registry_reference(model.version), "registry", kinds, True, "lora", description
+            reference = bases.registry_reference(model.version)
+            out.append(BaseModelChoice(reference, "registry", kinds, True, "lora", description))
+            if model.stage == PRODUCTION:
+                description = f"the production model when the job starts (now {model.name} v{model.version})"
+                production = BaseModelChoice(
+                    bases.REGISTRY_PRODUCTION, "registry", kinds, True, "lora", description
                 )
-            )
+                out.insert(0, production)
     return out
+
+
+def warm_start_kinds(model: ModelVersion) -> tuple[str, ...]:
+    """The job kinds that can load this version's artifact."""
+    kinds = [kind for kind, sources in bases.WARM_START_SOURCES.items() if model.kind in sources]
+    return tuple(k for k in kinds if _warm_start_file(model, k) is not None)
 
 
 def _mcc(model: ModelVersion) -> str:
@@ -163,7 +171,7 @@ def _available(reference: str, kind: str, choices: list[BaseModelChoice]) -> boo
     if any(c.name == reference for c in choices):
         return True
     families = bases.KIND_FAMILIES.get(kind, ())
-    if bases.registry_version(reference) is not None:
+    if bases.is_registry_reference(reference):
         return False  # only this project's listed versions
     path = Path(reference)
     if path.is_absolute() and path.exists():
@@ -202,18 +210,19 @@ def unpack_warm_start(
     *, db_session: Session, project_id: int, reference: str, kind: str, workdir: Path
 ) -> None:
     """Extracts registry version N's artifact into workdir/warm_start/vN with the marker `resolve_base` reads."""
-    version = bases.registry_version(reference)
-    if version is None:
+    if not bases.is_registry_reference(reference):
         return
-    model = db_session.scalar(
-        select(ModelVersion).where(ModelVersion.project_id == project_id, ModelVersion.version == version)
-    )
+    folder = workdir / bases.WARM_START_DIR / bases.warm_start_folder(reference)
+    if (folder / bases.MARKER_FILE).is_file():
+        return  # a resumed attempt keeps the version it started from
+    query = select(ModelVersion).where(ModelVersion.project_id == project_id)
+    if reference == bases.REGISTRY_PRODUCTION:
+        model = db_session.scalar(query.where(ModelVersion.stage == PRODUCTION))
+    else:
+        model = db_session.scalar(query.where(ModelVersion.version == bases.registry_version(reference)))
     entry = _warm_start_file(model, kind) if model is not None else None
     if entry is None:
-        raise ValueError(f"base_model: registry version v{version} has no model a {kind} job can load")
-    folder = workdir / bases.WARM_START_DIR / f"v{version}"
-    if (folder / bases.MARKER_FILE).is_file():
-        return
+        raise ValueError(f"base_model: {reference} has no model a {kind} job can load")
     with zipfile.ZipFile(model.artifact_archive) as archive:
         archive.extractall(folder)
         top = archive.namelist()[0].split("/")[0]  # the archive holds the artifact folder itself

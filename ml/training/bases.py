@@ -13,6 +13,7 @@ from pathlib import Path
 
 BUILTIN_PREFIX = "builtin:"
 REGISTRY_PREFIX = "registry:v"
+REGISTRY_PRODUCTION = "registry:production"  # whichever version is in production when the job starts
 TINY_CNN = "tiny-cnn"
 MARKER_FILE = (
     "hardcase_base.json"  # beside a model folder: {"pretrained": bool, "model": subdir, "label": str}
@@ -111,6 +112,15 @@ def registry_version(reference: str) -> int | None:
     return int(suffix) if suffix.isdigit() else None
 
 
+def is_registry_reference(reference: str) -> bool:
+    return reference == REGISTRY_PRODUCTION or registry_version(reference) is not None
+
+
+def warm_start_folder(reference: str) -> str:
+    """Where the runner unpacks a registry reference inside the job's warm-start directory."""
+    return "production" if reference == REGISTRY_PRODUCTION else f"v{registry_version(reference)}"
+
+
 def default_method(pretrained: bool) -> str:
     """LoRA adapts pretrained weights; on random ones it only trains a few adapters on noise (MCC 0.60 vs 0.90)."""
     return "lora" if pretrained else "full"
@@ -178,12 +188,11 @@ def resolve_base(reference: str, workdir: Path) -> ResolvedBase:
         builtin = BUILTIN_BY_NAME[reference]
         path = build_builtin(builtin, workdir / "base_models") if builtin.builder else reference
         return ResolvedBase(reference, "builtin", str(path), False, f"{reference} ({builtin.description})")
-    version = registry_version(reference)
-    if version is not None:
-        folder = Path(workdir) / WARM_START_DIR / f"v{version}"
+    if is_registry_reference(reference):
+        folder = Path(workdir) / WARM_START_DIR / warm_start_folder(reference)
         marker = read_marker(folder)
         if not marker:
-            raise ValueError(f"base_model: registry version v{version} was not unpacked for this job")
+            raise ValueError(f"base_model: {reference} was not unpacked for this job")
         label = f"warm start from {marker.get('label', reference)}"
         return ResolvedBase(reference, "registry", str(folder / marker["model"]), True, label)
     path = Path(reference)

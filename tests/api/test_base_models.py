@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from tests.api.test_jobs import project_with_dataset
 
 JOBS = "/api/v1/projects/roadwork/jobs"
+WARM = {"kind": "classifier_lora", "dataset_version": 1}
 VIT_CONFIG = {"model_type": "vit", "architectures": ["ViTForImageClassification"]}
 
 
@@ -120,3 +122,46 @@ def test_the_job_form_offers_the_available_bases_and_defaults_to_a_builtin(app, 
     html = admin.get("/projects/roadwork/jobs").text
     assert 'list="bases-classifier_lora"' in html and 'value="builtin:vit-small"' in html
     assert "google/vit-base" not in html and "Qwen/Qwen2.5-VL-3B" not in html.split('id="job-form"')[1]
+
+
+def test_registry_versions_and_the_production_model_are_warm_starts_for_compatible_kinds(app, db, tmp_path):
+    from tests.api.test_registry import register
+
+    project, admin = project_with_dataset(app, db)
+    holdout = {1: 1}
+    assert admin.post(JOBS, json={**WARM, "base_model": "registry:production"}).status_code == 422
+    register(app, db, project, holdout, tmp_path, skill=0.5, seed=1)  # a distill version with merged/
+    promote = {"force": True, "reason": "tiny test holdout"}
+    assert admin.post("/api/v1/projects/roadwork/models/1/promote", json=promote).status_code == 200
+    rows = by_name(admin.get("/api/v1/projects/roadwork/base-models").json())
+    assert set(rows["registry:v1"]["kinds"]) == {"classifier_lora", "distill"}
+    assert rows["registry:production"]["description"].endswith("roadwork-distill v1)")
+    assert "registry:v1" not in by_name(admin.get("/api/v1/base-models").json())  # no project, no registry
+    assert admin.post(JOBS, json={**WARM, "base_model": "registry:production"}).status_code == 201
+    assert admin.post(JOBS, json={**WARM, "base_model": "registry:v1"}).status_code == 201
+    refused = admin.post(
+        JOBS, json={"kind": "yolo", "dataset_version": 1, "config": {"model": "registry:v1"}}
+    )
+    assert refused.status_code == 422  # a distill model is no detector
+
+
+def test_the_runner_unpacks_the_production_model_for_a_warm_start(app, db, tmp_path):
+    from app.jobs.base_models import unpack_warm_start
+    from ml.training.bases import resolve_base
+    from tests.api.test_registry import register
+
+    project, admin = project_with_dataset(app, db)
+    register(app, db, project, {1: 1}, tmp_path, skill=0.5, seed=1)
+    promote = {"force": True, "reason": "tiny test holdout"}
+    assert admin.post("/api/v1/projects/roadwork/models/1/promote", json=promote).status_code == 200
+    workdir = tmp_path / "job"
+    unpack_warm_start(
+        db_session=db,
+        project_id=project.id,
+        reference="registry:production",
+        kind="classifier_lora",
+        workdir=workdir,
+    )
+    base = resolve_base("registry:production", workdir)
+    assert base.source == "registry" and base.pretrained and base.method == "lora"
+    assert (Path(base.path) / "model.safetensors").is_file() and "roadwork-distill v1" in base.label

@@ -1,5 +1,5 @@
 """Every job kind the form offers, with its DEFAULT base model, trains to a registry version through a real
-Celery worker on a machine without a model hub; a classifier then warm-starts from its registry version."""
+Celery worker on a machine without a model hub; a classifier then warm-starts from the production model."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def model_of(sessions, job_id: int) -> ModelVersion:
         return session.scalar(select(ModelVersion).where(ModelVersion.job_id == job_id))
 
 
-def test_every_kind_trains_from_its_default_base_and_a_classifier_warm_starts_from_the_registry(
+def test_every_kind_trains_from_its_default_base_and_a_classifier_warm_starts_from_production(
     app,
     db,
     sessions,
@@ -55,9 +55,13 @@ def test_every_kind_trains_from_its_default_base_and_a_classifier_warm_starts_fr
         for kind, job in done.items():
             assert job.status == "succeeded", f"{kind}: {job.error}"
         classifier = model_of(sessions, jobs["classifier_lora"])
+        promote = {"force": True, "reason": "test holdout is small"}
+        assert admin.post(
+            f"/api/v1/projects/roadwork/models/{classifier.version}/promote", json=promote
+        ).is_success
         choices = admin.get("/api/v1/projects/roadwork/base-models?kind=classifier_lora").json()
-        assert f"registry:v{classifier.version}" in {c["name"] for c in choices}
-        warm_id = submit(admin, "classifier_lora", f"registry:v{classifier.version}", SMALL_IMAGE_JOB)
+        assert {f"registry:v{classifier.version}", "registry:production"} <= {c["name"] for c in choices}
+        warm_id = submit(admin, "classifier_lora", "registry:production", SMALL_IMAGE_JOB)
         warm = wait_until(lambda: finished(sessions, warm_id), timeout_s=180, message="warm start")
     assert warm.status == "succeeded", warm.error
 

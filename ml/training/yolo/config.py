@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
-from ml.training.bases import registry_version
+from ml.training.bases import is_registry_reference
 
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
@@ -57,7 +57,7 @@ class YoloConfig:
     threshold_grid: int = field(default=5000, metadata={"help": "Thresholds tried in the val MCC sweep."})
 
     def __post_init__(self) -> None:
-        warm_start = registry_version(self.model) is not None
+        warm_start = is_registry_reference(self.model)
         if not warm_start and PurePath(self.model).suffix.lower() not in MODEL_SUFFIXES:
             raise ValueError(
                 "model: must be a local .pt checkpoint, a model .yaml or registry:vN (hub names are not "
