@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,11 +73,13 @@ def local_image_path(url: str, images_root: Path) -> Path | None:
         relative = unquote(parts.path)
     else:
         return None
-    root = images_root.resolve()
+    root = Path(os.path.abspath(images_root))
     for candidate in (root / relative.lstrip("/"), Path("/") / relative.lstrip("/")):
-        resolved = candidate.resolve()
-        if resolved.is_relative_to(root) and resolved.is_file():
-            return resolved
+        path = Path(
+            os.path.abspath(candidate)
+        )  # '..' removed; a dataset's links into the blob store are kept
+        if path.is_relative_to(root) and path.is_file():
+            return path
     return None
 
 

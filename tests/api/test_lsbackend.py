@@ -258,12 +258,12 @@ def test_start_training_freezes_the_labels_and_queues_the_default_job_through_a_
         response = client.post(f"{LS}/webhook", json={"action": "START_TRAINING", "project": ls_project()})
         assert response.status_code == 200 and response.json()["status"] == "queued"
 
-        def job():
+        def enqueued_job():
             db.rollback()
+            db.expire_all()
             found = db.scalar(select(Job).where(Job.project_id == roadwork.id))
             db.commit()
-            return found
+            return found if found is not None and found.enqueued_at is not None else None  # sent to gpu
 
-        queued = wait_until(job, 60, message="the training job")
+        queued = wait_until(enqueued_job, 60, message="the training job, handed to the gpu queue")
     assert queued.kind == "classifier_lora" and queued.created_by is None
-    assert queued.enqueued_at is not None  # handed to the gpu queue
