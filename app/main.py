@@ -18,6 +18,7 @@ from app.drift.routes import router as drift_router
 from app.ingest.routes import router as ingest_router
 from app.jobs.routes import router as jobs_router
 from app.labels.routes import router as labels_router
+from app.loop.routes import router as loop_router
 from app.lsbackend.routes import import_router as ls_import_router
 from app.lsbackend.routes import router as lsbackend_router
 from app.metrics.middleware import RequestMetrics
@@ -49,6 +50,7 @@ ROUTERS = [
     datasets_router,
     jobs_router,
     registry_router,
+    loop_router,
     webhooks_router,
     webhooks_pages_router,
     metrics_router,

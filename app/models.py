@@ -7,6 +7,7 @@ from app.drift.models import DriftCheck
 from app.ingest.models import Item, Prediction
 from app.jobs.models import Job, JobMetric
 from app.labels.models import Annotation, Flag, Review
+from app.loop.models import LoopRun, RetrainingPolicy
 from app.lsbackend.models import LabelStudioAnnotation
 from app.projects.models import Project
 from app.queue.models import Hardness, QueueCursor, QueueSkip
@@ -30,12 +31,14 @@ __all__ = [
     "JobMetric",
     "LabelStudioAnnotation",
     "LoginFailure",
+    "LoopRun",
     "ModelVersion",
     "Prediction",
     "Project",
     "ProjectMember",
     "QueueCursor",
     "QueueSkip",
+    "RetrainingPolicy",
     "Review",
     "StageChange",
     "User",

@@ -15,6 +15,7 @@ TASK_MODULES = [
     "workers.ranking",
     "workers.training",
     "workers.webhooks",
+    "workers.loop",
     "workers.lsbackend",
     "workers.metrics",  # signal handlers: task run times
 ]
@@ -46,6 +47,7 @@ def make_celery(settings: Settings) -> Celery:
                 "schedule": 60.0,
                 "options": {"queue": CPU_QUEUE},
             },
+            "loop-sweep": {"task": "hardcase.loop_sweep", "schedule": 30.0, "options": {"queue": CPU_QUEUE}},
             "check-drift": {
                 "task": "hardcase.check_drift",
                 "schedule": float(DriftSettings().interval_s),

@@ -48,6 +48,7 @@ from app.deps import (
 from app.ingest.models import Item
 from app.jobs.models import Job
 from app.labels.models import Annotation
+from app.loop.models import LoopRun
 from app.projects.models import Project
 from app.registry.models import ModelVersion
 from app.users import service as user_service
@@ -124,6 +125,11 @@ def model_version_resource(project: ProjectName, version: IdPath) -> Resource:
     missing = f"project {project!r} has no model version {version}"
     owner = _owner_in(ModelVersion, project, ModelVersion.version == version)
     return Resource("model_version", owner, "version", missing)
+
+
+def loop_run_resource(project: ProjectName, run_id: IdPath) -> Resource:
+    missing = f"project {project!r} has no loop run {run_id}"
+    return Resource("loop_run", _owner_in(LoopRun, project, LoopRun.id == run_id), "run_id", missing)
 
 
 def job_resource(job_id: IdPath) -> Resource:
@@ -269,6 +275,8 @@ read_model_version = rule("read_model_version", model_version_resource, role="an
 download_artifact = rule("download_artifact", model_version_resource, role="annotator", scope="models")
 admin_model_version = rule("admin_model_version", model_version_resource, role="admin")
 read_job = rule("read_job", job_resource, role="annotator", scope="read")
+read_loop_run = rule("read_loop_run", loop_run_resource, role="annotator", scope="read")
+admin_loop_run = rule("admin_loop_run", loop_run_resource, role="admin")
 admin_job = rule("admin_job", job_resource, role="admin")
 
 page_signed_in = rule("page_signed_in", global_resource, role="annotator", page=True)
@@ -289,6 +297,7 @@ ItemLabeler = Annotated[User, Depends(label_item)]
 ItemReviewer = Annotated[User, Depends(review_item)]
 AnnotationLabeler = Annotated[User, Depends(undo_annotation)]
 ModelVersionAdmin = Annotated[User, Depends(admin_model_version)]
+LoopRunAdmin = Annotated[User, Depends(admin_loop_run)]
 PageUser = Annotated[User, Depends(page_signed_in)]
 PageReviewer = Annotated[User, Depends(page_reviewer)]
 PageAdmin = Annotated[User, Depends(page_admin)]

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     min_holdout_items: int = Field(
         30, ge=0, description="Promotion is refused on a smaller labeled holdout (an admin may force it)"
     )
+    loop_auto_promote: bool = Field(
+        True, description="Loop runs may promote on their own (false: every passing run waits for an admin)"
+    )
     webhook_max_attempts: int = Field(8, ge=1, le=30, description="Tries per webhook delivery")
     webhook_retry_base_s: float = Field(
         10.0, gt=0, description="Wait before the 2nd try; doubles each retry up to webhook_retry_max_s"

@@ -94,21 +94,38 @@ def effective_base_model(kind: str, values: dict[str, Any]) -> tuple[str, str] |
     return f"config.{name}", str(values.get(name, defaults[name]))
 
 
+def validated_submission(
+    *,
+    db_session: Session,
+    project: Project,
+    kind: str,
+    base_model: str | None,
+    config: dict[str, Any],
+    settings: Settings,
+) -> dict[str, Any]:
+    """The config a submission stores, once its kind, knobs and base model check out (ApiError otherwise);
+    retraining policies validate their jobs with it at save time."""
+    values = job_config(kind, base_model, config)
+    base = effective_base_model(kind, values)
+    if base is not None:
+        field = "base_model" if base_model is not None else base[0]
+        check_base_model(
+            db_session=db_session, settings=settings, project=project, kind=kind, field=field, reference=base[1]
+        )
+    return values
+
+
 def create_job(
     *, db_session: Session, project: Project, job_in: JobCreate, user_id: int | None, settings: Settings
 ) -> Job:
-    values = job_config(job_in.kind, job_in.base_model, job_in.config)
-    base = effective_base_model(job_in.kind, values)
-    if base is not None:
-        field = "base_model" if job_in.base_model is not None else base[0]
-        check_base_model(
-            db_session=db_session,
-            settings=settings,
-            project=project,
-            kind=job_in.kind,
-            field=field,
-            reference=base[1],
-        )
+    values = validated_submission(
+        db_session=db_session,
+        project=project,
+        kind=job_in.kind,
+        base_model=job_in.base_model,
+        config=job_in.config,
+        settings=settings,
+    )
     dataset = db_session.scalar(
         select(DatasetVersion).where(
             DatasetVersion.project_id == project.id, DatasetVersion.version == job_in.dataset_version

@@ -20,6 +20,7 @@ from app.registry.models import ModelVersion
 from tests.utils.accounts import PASSWORD, item_ids, logged_in, make_user
 from tests.utils.dashboard_data import seed_training
 from tests.utils.factories import b64, item, make_key, make_project, png_bytes
+from tests.utils.loop import seed_loop_run
 
 SLASHED_ID = "cam7/2026-11-25T08:14:03Z"
 
@@ -162,6 +163,7 @@ def world(app, db, tmp_path) -> World:
     hook = admin.post("/api/v1/projects/beta/webhooks", json={"url": "https://hooks.example/beta"})
     assert hook.status_code == 201, hook.text
     world.ids["webhook_id"] = hook.json()["id"]
+    world.ids["run_id"] = seed_loop_run(db, beta)
     return world
 
 
@@ -178,6 +180,7 @@ def path_of(template: str, world: World, persona: Persona) -> str:
             ("annotation_id", persona.user), world.ids[("annotation_id", "annotator")]
         ),
         "{webhook_id}": world.ids["webhook_id"],
+        "{run_id}": world.ids["run_id"],
     }
     path = template
     for name, value in values.items():
@@ -268,7 +271,7 @@ def test_lists_show_only_what_the_caller_may_open(app, world):
 def test_out_of_range_ids_are_a_422_naming_the_parameter(app, world):
     admin = world.client(PERSONAS[4], set())
     for method, template, _ in declared_routes(app):
-        for name in ("item_id", "version", "job_id", "user_id", "annotation_id", "webhook_id"):
+        for name in ("item_id", "version", "job_id", "user_id", "annotation_id", "webhook_id", "run_id"):
             if "{" + name + "}" not in template:
                 continue
             for huge in (INT4_MAX + 1, 2**63, 0):

@@ -1,0 +1,1 @@
+"""Retraining policies and the loop runs they start: freeze, train, evaluate, decide, promote."""
