@@ -38,7 +38,7 @@ def render_markdown(text: str) -> Markup:
 
     def close_paragraph() -> None:
         if paragraph:
-            html.append(f"<p>{'<br>'.join(_inline(line) for line in paragraph)}</p>")
+            html.append(f"<p>{_inline(' '.join(paragraph))}</p>")  # a line break inside is a space
             paragraph.clear()
 
     def close_list() -> None:

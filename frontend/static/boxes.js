@@ -244,7 +244,7 @@
     }
 
     colour(cls) {
-      return cls < 0 ? "cls-unknown" : `cls-${cls % 10}`;
+      return cls < 0 ? "cls-unknown" : `cls-${cls % 20}`;
     }
 
     render() {
