@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from app.auth.permissions import public
 from app.core.blobs import BlobStore
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine, make_sessionmaker
@@ -15,6 +16,7 @@ from app.core.security_headers import install_security_headers
 from app.dashboard.routes import router as dashboard_router
 from app.datasets.routes import router as datasets_router
 from app.drift.routes import router as drift_router
+from app.ingest.routes import items_router
 from app.ingest.routes import router as ingest_router
 from app.jobs.routes import router as jobs_router
 from app.labels.routes import router as labels_router
@@ -56,6 +58,7 @@ ROUTERS = [
     metrics_router,
     lsbackend_router,
     ls_import_router,
+    items_router,  # last: its /items/{external_id:path} would shadow the GET routes under /items/{item_id}/
 ]
 
 
@@ -80,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], dependencies=[Depends(public)])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
