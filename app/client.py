@@ -11,6 +11,10 @@ The promoted model, run by the cascade without Hardcase or torch (needs numpy, p
     model = client.production_model()      # downloaded once per version, sha256-checked, cached
     model.scores(["frame.jpg"])            # P(positive) exactly as the registry scored its holdout
     model.predict(["frame.jpg"])           # score >= the model's threshold
+
+With slice specialists promoted, production_model() returns a RoutedPredictor: given each image's metadata
+(`scores(images, metadata=[{"is_night": True}, ...])`) it runs the specialist of the first matching slice and
+the generalist for everything else.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import time
@@ -114,13 +119,23 @@ class HardcaseClient:
             raise IngestError(response.status_code, _json_or_text(response))
         return response.json()
 
-    def production_model(self, cache_dir: str | os.PathLike | None = None) -> OnnxPredictor:
-        """The promoted model as an onnxruntime predictor with its threshold and preprocessing applied.
+    def production_model(self, cache_dir: str | os.PathLike | None = None) -> OnnxPredictor | RoutedPredictor:
+        """The promoted model as an onnxruntime predictor with its threshold and preprocessing applied; with
+        slice specialists promoted, a RoutedPredictor holding the generalist and each slice's specialist.
 
-        The artifact is downloaded once per version into `cache_dir` (default ~/.cache/hardcase) and checked
+        Artifacts are downloaded once per version into `cache_dir` (default ~/.cache/hardcase) and checked
         against the registry's sha256; a model without an ONNX export (YOLO, VLM adapters) raises ModelError."""
         info = self.production_info()
-        root = Path(cache_dir or Path.home() / ".cache" / "hardcase") / self.project / f"v{info['version']}"
+        cache = Path(cache_dir or Path.home() / ".cache" / "hardcase")
+        generalist = self._predictor(info, cache)
+        routes = info.get("routes") or []
+        if not routes:
+            return generalist
+        specialists = [(route["slice"], self._predictor(route, cache)) for route in routes]
+        return RoutedPredictor(default=generalist, routes=specialists)
+
+    def _predictor(self, info: dict[str, Any], cache: Path) -> OnnxPredictor:
+        root = cache / self.project / f"v{info['version']}"
         folder = root / info["artifact_sha256"]
         if not (folder / ".complete").is_file():
             self._download_artifact(info, folder)
@@ -193,6 +208,7 @@ class OnnxPredictor:
             with Image.open(source) as opened:
                 opened.draft("RGB", (size, size))  # training decodes JPEGs the same way
                 picture = opened.convert("RGB").resize((size, size), Image.BILINEAR)
+        picture = normalise_illumination(picture, self.config.get("illumination", "none"))
         pixels = np.asarray(picture, dtype=np.float32) / 255.0
         mean = np.asarray(self.config["image_mean"], dtype=np.float32)
         std = np.asarray(self.config["image_std"], dtype=np.float32)
@@ -219,6 +235,113 @@ class OnnxPredictor:
     def predict(self, images: Sequence[Any]) -> list[bool]:
         """The model's decision per image: score >= its threshold (chosen for maximal MCC on val)."""
         return [bool(score >= self.threshold) for score in self.scores(images)]
+
+
+@dataclass
+class RoutedPredictor:
+    """The generalist plus slice specialists: each image is scored by the first route whose slice its metadata
+    falls in (the registry's routing table, in order), else by the generalist."""
+
+    default: OnnxPredictor
+    routes: list[tuple[dict[str, Any], OnnxPredictor]]
+
+    @property
+    def version(self) -> int | None:
+        return self.default.version
+
+    @property
+    def threshold(self) -> float:
+        return self.default.threshold
+
+    @property
+    def classes(self) -> list[str]:
+        return self.default.classes
+
+    def for_item(self, metadata: dict[str, Any] | None) -> OnnxPredictor:
+        """The predictor that serves an item with this metadata."""
+        for spec, predictor in self.routes:
+            if metadata is not None and slice_matches(spec, metadata):
+                return predictor
+        return self.default
+
+    def _grouped(self, images: Sequence[Any], metadata: Sequence[dict[str, Any] | None] | None):
+        if metadata is not None and len(metadata) != len(images):
+            raise ValueError(f"{len(images)} images but {len(metadata)} metadata entries")
+        groups: dict[int, tuple[OnnxPredictor, list[int]]] = {}
+        for index in range(len(images)):
+            predictor = self.for_item(metadata[index] if metadata is not None else None)
+            groups.setdefault(id(predictor), (predictor, []))[1].append(index)
+        return groups.values()
+
+    def scores(self, images: Sequence[Any], metadata: Sequence[dict[str, Any] | None] | None = None) -> Any:
+        """P(positive) per image, each from the model that serves its slice."""
+        import numpy as np
+
+        out = np.zeros(len(images), dtype=np.float64)
+        for predictor, indexes in self._grouped(images, metadata):
+            out[indexes] = predictor.scores([images[i] for i in indexes])
+        return out
+
+    def predict(
+        self, images: Sequence[Any], metadata: Sequence[dict[str, Any] | None] | None = None
+    ) -> list[bool]:
+        """Each image's decision at the threshold of the model that serves its slice."""
+        decisions = [False] * len(images)
+        for predictor, indexes in self._grouped(images, metadata):
+            for i, decision in zip(indexes, predictor.predict([images[i] for i in indexes]), strict=True):
+                decisions[i] = decision
+        return decisions
+
+
+# --- copies of ml.slices.slice_matches and ml.illumination (the client runs without Hardcase's code; tests
+# check both copies agree) ------------------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return str(expected).lower() == str(actual).lower()
+    if _is_number(expected) and _is_number(actual):
+        return float(expected) == float(actual)
+    return str(expected) == str(actual)
+
+
+def slice_matches(spec: dict[str, Any], metadata: dict[str, Any]) -> bool:
+    """Whether an item with `metadata` is in the slice (a missing key never is)."""
+    actual = metadata.get(spec["key"])
+    if actual is None:
+        return False
+    if "value" in spec:
+        return _same(spec["value"], actual)
+    if not _is_number(actual):
+        return False
+    return ("min" not in spec or actual >= spec["min"]) and ("max" not in spec or actual < spec["max"])
+
+
+def normalise_illumination(image: Any, method: str) -> Any:
+    """'gamma': YCbCr luminance raised to clip(log(0.5) / log(mean), 0.3, 1) by a 256-entry table."""
+    if method == "none":
+        return image
+    import numpy as np
+    from PIL import Image
+
+    if method != "gamma":
+        raise ModelError(f"unknown illumination step {method!r}")
+    y, cb, cr = image.convert("YCbCr").split()
+    mean = float((np.asarray(y, dtype=np.float64) / 255.0).mean())
+    if mean <= 0.0:
+        gamma = 0.3
+    elif mean >= 0.5:
+        gamma = 1.0
+    else:
+        gamma = max(0.3, min(1.0, math.log(0.5) / math.log(mean)))
+    if gamma == 1.0:
+        return image
+    table = [round(255.0 * (v / 255.0) ** gamma) for v in range(256)]
+    return Image.merge("YCbCr", (y.point(table), cb, cr)).convert("RGB")
 
 
 def _batches(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

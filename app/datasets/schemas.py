@@ -4,7 +4,35 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, model_validator
+
+from ml.slices import validate_slice
+
+
+class SliceSpec(BaseModel):
+    """A slice of the stream on one item metadata key: a value, or a numeric range min <= value < max."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(
+        ...,
+        max_length=64,
+        description="is_night, camera_id, or any key of the items' metadata",
+        examples=["is_night"],
+    )
+    value: StrictBool | StrictInt | StrictFloat | str | None = Field(
+        None, description="items whose metadata[key] equals this (booleans match 'true'/'false' too)"
+    )
+    min: StrictInt | StrictFloat | None = Field(None, description="numeric range: metadata[key] >= min")
+    max: StrictInt | StrictFloat | None = Field(None, description="numeric range: metadata[key] < max")
+
+    @model_validator(mode="after")
+    def _valid(self) -> SliceSpec:
+        validate_slice(self.model_dump())
+        return self
+
+    def canonical(self) -> dict:
+        return validate_slice(self.model_dump())
 
 
 class FreezeFilters(BaseModel):
@@ -16,6 +44,11 @@ class FreezeFilters(BaseModel):
     label_sources: list[str] = Field(
         default_factory=list,
         description="only labels from these sources, e.g. review, majority (empty = all)",
+    )
+    slice: SliceSpec | None = Field(
+        None,
+        description="train and val only on this slice of the stream (a specialist's dataset); the holdout stays "
+        "whole and the registry scores the specialist on its slice of it",
     )
 
     @model_validator(mode="after")

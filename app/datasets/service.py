@@ -26,6 +26,7 @@ from app.ingest.models import Item, Prediction
 from app.labels.service import Consensus, consensus_for_items
 from app.projects.models import Project
 from ml.dataset import DatasetInfo, DatasetRecord, DatasetVersionDir, StoredPrediction, write_dataset_dir
+from ml.slices import slice_label, slice_matches
 
 SLICE_KEYS = ("is_night", "camera_id")
 FORMAT_ALIASES = {"dpo": "dpo_pairs", "hf": "jsonl"}
@@ -215,6 +216,9 @@ def _frozen_rows(
         holdout = set(chosen)
         for item_id in chosen:
             del candidates[item_id]
+    if freeze.slice is not None:  # after the holdout is fixed: a specialist's first freeze keeps it whole
+        spec = freeze.slice.canonical()
+        candidates = {i: it for i, it in candidates.items() if slice_matches(spec, item_metadata(it))}
     holdout_items = {item.id: item for item in _items_by_id(db_session, project, holdout)}
     # the holdout ignores the filters (label sources included): every version is scored on the same items
     holdout_url_only = [i for i, item in holdout_items.items() if not sha_from_uri(item.image_uri)]
@@ -285,13 +289,48 @@ def freeze_warnings(rows: list[FrozenRow], excluded: dict[str, int]) -> list[dic
     return warnings
 
 
+def slice_stats(spec: dict, rows: list[FrozenRow], items: dict[int, Item]) -> dict:
+    """Items of the slice per split: train/val hold only slice items, the holdout counts those in the slice."""
+    counts: Counter[str] = Counter()
+    for row in rows:
+        if row.split != "holdout" or slice_matches(spec, item_metadata(items[row.item_id])):
+            counts[row.split] += 1
+    return {
+        "spec": spec,
+        "label": slice_label(spec),
+        **{s: counts.get(s, 0) for s in ("train", "val", "holdout")},
+    }
+
+
+def slice_warnings(stats: dict) -> list[dict]:
+    n = stats["holdout"]
+    if n >= holdout_items_needed():
+        return []
+    return [
+        {
+            "code": "small_slice_holdout",
+            "items": n,
+            "message": f"only {n} labeled holdout items are in the slice {stats['label']}: a specialist's MCC there is "
+            f"known only to about ±{mcc_half_width(n):.2f} (95%); slice promotion needs it better than production "
+            "with confidence, which so few items rarely show",
+        }
+    ]
+
+
 def freeze_dataset_version(
     *, db_session: Session, project: Project, freeze: DatasetFreeze, user_id: int | None
 ) -> DatasetVersion:
     """Snapshots the consensus labels into a new immutable version (the first freeze also fixes the holdout)."""
     rows, items, excluded = _frozen_rows(db_session, project, freeze, user_id)
     if not any(row.split == "train" for row in rows):
-        raise ApiError(422, "filters", "no consensus-labeled items with stored images match these filters")
+        field = "slice" if freeze.slice is not None else "filters"
+        raise ApiError(422, field, "no consensus-labeled items with stored images match these filters")
+    filters = freeze.model_dump(mode="json", exclude={"val_fraction", "holdout_fraction", "slice"})
+    filters["slice"] = freeze.slice.canonical() if freeze.slice is not None else None
+    stats = {**dataset_stats(project, rows, items, excluded), "warnings": freeze_warnings(rows, excluded)}
+    if freeze.slice is not None:
+        stats["slice"] = slice_stats(filters["slice"], rows, items)
+        stats["warnings"] += slice_warnings(stats["slice"])
     latest = db_session.scalar(
         select(func.max(DatasetVersion.version)).where(DatasetVersion.project_id == project.id)
     )
@@ -299,8 +338,8 @@ def freeze_dataset_version(
         project_id=project.id,
         version=(latest or 0) + 1,
         content_hash=content_hash((r.item_id, r.label, r.boxes, r.split) for r in rows),
-        filters=freeze.model_dump(mode="json", exclude={"val_fraction", "holdout_fraction"}),
-        stats={**dataset_stats(project, rows, items, excluded), "warnings": freeze_warnings(rows, excluded)},
+        filters=filters,
+        stats=stats,
         val_fraction=freeze.val_fraction,
         item_count=len(rows),
         created_by=user_id,

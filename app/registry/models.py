@@ -82,3 +82,19 @@ class StageChange(Base):
     force_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
     gate: Mapped[dict | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SliceRoute(Base):
+    """A specialist promoted for one slice of the stream: the cascade sends that slice's items to it, and
+    everything else to the production generalist."""
+
+    __tablename__ = "slice_routes"
+    __table_args__ = (UniqueConstraint("project_id", "slice_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    slice_key: Mapped[str] = mapped_column(String(400))  # canonical JSON of the spec: one route per slice
+    spec: Mapped[dict] = mapped_column(default=dict)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    promoted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    promoted_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -17,8 +17,10 @@ from app.registry.schemas import (
     ProductionModel,
     PromoteBody,
     PromoteRequest,
+    SliceRouteRead,
     StageChangeRead,
 )
+from ml.slices import slice_label
 
 router = APIRouter(prefix="/api/v1/projects/{project}/models", tags=["registry"])
 
@@ -47,6 +49,22 @@ def read_production(project: ProjectDep, session: SessionDep) -> ProductionModel
         artifact_bytes=model.artifact_bytes,
         files=model.files,
         promoted_at=service.as_utc(model.promoted_at),
+        routes=[
+            SliceRouteRead(
+                slice=route.spec,
+                label=slice_label(route.spec),
+                name=specialist.name,
+                version=specialist.version,
+                kind=specialist.kind,
+                threshold=specialist.threshold,
+                artifact_url=service.artifact_url(project, specialist),
+                artifact_sha256=specialist.artifact_sha256,
+                artifact_bytes=specialist.artifact_bytes,
+                files=specialist.files,
+                promoted_at=service.as_utc(route.promoted_at),
+            )
+            for route, specialist in service.slice_routes(db_session=session, project=project)
+        ],
     )
 
 
@@ -113,6 +131,27 @@ def rollback_to(
         project=project,
         user_id=user.id,
         to_version=version,
+        note=(body or PromoteBody()).note,
+    )
+    session.commit()
+    return _row(session, project, version, settings)
+
+
+@router.post("/{version}/withdraw-slice", response_model=ModelVersionRead)
+def withdraw_slice(
+    version: IdPath,
+    user: can.ModelVersionAdmin,
+    project: ProjectDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: PromoteBody | None = None,
+) -> dict:
+    """Stops routing a slice to this specialist: the production generalist serves it again."""
+    service.withdraw_slice(
+        db_session=session,
+        project=project,
+        version=version,
+        user_id=user.id,
         note=(body or PromoteBody()).note,
     )
     session.commit()

@@ -35,6 +35,29 @@ class ModelVersionRead(BaseModel):
     files: dict[str, str]
     created_at: datetime
     promoted_at: datetime | None
+    slice: dict[str, Any] | None = Field(
+        None,
+        description="the slice this specialist was trained for (its dataset version's slice); None: a generalist",
+    )
+    slice_vs_production: dict[str, Any] | None = Field(
+        None,
+        description="a specialist against the production generalist on the slice's holdout items (paired bootstrap)",
+    )
+    serves_slice: bool = Field(False, description="the routing table sends its slice to this specialist")
+
+
+class SliceRouteRead(BaseModel):
+    slice: dict[str, Any] = Field(description="the predicate on item metadata: key with value, or min/max")
+    label: str
+    name: str
+    version: int
+    kind: str
+    threshold: float
+    artifact_url: str
+    artifact_sha256: str
+    artifact_bytes: int
+    files: dict[str, str]
+    promoted_at: datetime | None
 
 
 class ProductionModel(BaseModel):
@@ -49,6 +72,11 @@ class ProductionModel(BaseModel):
     artifact_bytes: int
     files: dict[str, str]
     promoted_at: datetime | None
+    routes: list[SliceRouteRead] = Field(
+        default_factory=list,
+        description="slice specialists, in order (the first route whose slice an item's metadata falls in serves "
+        "it); this model, the generalist, serves every other item",
+    )
 
 
 class StageChangeRead(BaseModel):

@@ -4,6 +4,7 @@ and moving them between stages (candidate, production, archived) with an audit t
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import tempfile
@@ -19,12 +20,12 @@ from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import ApiError
 from app.datasets.models import DatasetItem, DatasetVersion
-from app.datasets.service import zip_directory
+from app.datasets.service import item_metadata, zip_directory
 from app.ingest.models import Item
 from app.jobs.models import Job
 from app.jobs.service import as_utc
 from app.projects.models import Project
-from app.registry.models import ARCHIVED, PRODUCTION, HoldoutScore, ModelVersion, StageChange
+from app.registry.models import ARCHIVED, PRODUCTION, HoldoutScore, ModelVersion, SliceRoute, StageChange
 from app.webhooks import service as webhooks
 from ml.evaluation import (
     binary_metrics,
@@ -33,6 +34,7 @@ from ml.evaluation import (
     reliability_curve,
     slice_mcc,
 )
+from ml.slices import slice_label, slice_matches
 from ml.training.common.artifacts import stamp_model_card
 
 SLICE_KEYS = ("is_night", "camera_id")
@@ -173,6 +175,16 @@ def register_model_version(
     slices = slice_values(db_session=db_session, item_ids=sorted(truth), keys=keys)
     metrics = holdout_evaluation(scores, truth, threshold, slices)
     production = production_model(db_session=db_session, project=project)
+    spec = dataset_slice(db_session=db_session, dataset_version_id=job.dataset_version_id)
+    if spec is not None:
+        metrics["slice"] = slice_comparison(
+            db_session=db_session,
+            spec=spec,
+            scores=scores,
+            threshold=threshold,
+            truth=truth,
+            production=production,
+        )
     if production is not None:
         metrics["vs_production"] = compare_models(
             candidate_scores=scores,
@@ -254,6 +266,7 @@ def comparison_rows(
     production_scores = (
         stored_scores(db_session=db_session, model_version_id=production.id) if production else {}
     )
+    routed = {route.model_version_id for route, _ in slice_routes(db_session=db_session, project=project)}
     rows = []
     for model in models:
         if version is not None and model.version != version:
@@ -274,6 +287,12 @@ def comparison_rows(
         row = model_row(project, model, datasets.get(model.dataset_version_id), versus, interval)
         n = int((model.metrics or {}).get("n") or 0)
         row["gate"] = gate_refusals(n, min_holdout_items, versus, production.version if production else None)
+        spec = dataset_slice(db_session=db_session, dataset_version_id=model.dataset_version_id)
+        if spec is not None:
+            findings = specialist_findings(db_session=db_session, model=model, spec=spec, n_boot=n_boot)
+            row["slice"], row["slice_vs_production"] = spec, findings
+            row["gate"] = slice_gate_refusals(findings, min_holdout_items)
+            row["serves_slice"] = model.id in routed
         rows.append(row)
     return rows
 
@@ -474,6 +493,19 @@ def promote(
     force a refused promotion with a reason, kept with the gate's findings in the stage history."""
     _lock_project(db_session, project)
     model = get_model(db_session=db_session, project=project, version=version)
+    spec = dataset_slice(db_session=db_session, dataset_version_id=model.dataset_version_id)
+    if spec is not None:
+        return promote_for_slice(
+            db_session=db_session,
+            project=project,
+            model=model,
+            spec=spec,
+            user_id=user_id,
+            min_holdout_items=min_holdout_items,
+            note=note,
+            force=force,
+            reason=reason,
+        )
     if model.stage == PRODUCTION:
         raise ApiError(409, "version", f"model version {version} is already in production")
     gate = promotion_gate(
@@ -487,10 +519,14 @@ def promote(
                 "gate",
                 "; ".join(gate["refusals"]) + ". An admin may force it with a reason (force, reason).",
             )
-        if not reason.strip():
-            raise ApiError(422, "reason", "forcing a promotion the gate refused needs a reason")
-        override = GateOverride(reason.strip(), finite(gate))
+        override = _override(gate, reason)
     return _make_production(db_session, project, model, "promote", user_id, note, override)
+
+
+def _override(gate: dict[str, Any], reason: str) -> GateOverride:
+    if not reason.strip():
+        raise ApiError(422, "reason", "forcing a promotion the gate refused needs a reason")
+    return GateOverride(reason.strip(), finite(gate))
 
 
 def rollback(
@@ -527,3 +563,204 @@ def rollback(
         if target.stage == PRODUCTION:
             raise ApiError(409, "version", f"v{to_version} is already in production")
     return _make_production(db_session, project, target, "rollback", user_id, note)
+
+
+# --- slice specialists --------------------------------------------------------------------------------------
+
+
+def dataset_slice(*, db_session: Session, dataset_version_id: int | None) -> dict[str, Any] | None:
+    """The slice a dataset version was frozen for (its models are that slice's specialists), else None."""
+    if dataset_version_id is None:
+        return None
+    filters = db_session.scalar(select(DatasetVersion.filters).where(DatasetVersion.id == dataset_version_id))
+    return (filters or {}).get("slice")
+
+
+def slice_truth(*, db_session: Session, truth: dict[int, int], spec: dict[str, Any]) -> dict[int, int]:
+    """The labeled holdout items whose metadata falls in the slice."""
+    items = db_session.scalars(select(Item).where(Item.id.in_(sorted(truth))))
+    return {item.id: truth[item.id] for item in items if slice_matches(spec, item_metadata(item))}
+
+
+def slice_comparison(
+    *,
+    db_session: Session,
+    spec: dict[str, Any],
+    scores: dict[int, float],
+    threshold: float,
+    truth: dict[int, int],
+    production: ModelVersion | None,
+    n_boot: int = N_BOOT,
+) -> dict[str, Any]:
+    """The specialist against the production generalist on the slice's holdout items (the gate's paired
+    bootstrap, restricted to the slice)."""
+    in_slice = slice_truth(db_session=db_session, truth=truth, spec=spec)
+    versus = None
+    if production is not None:
+        versus = compare_models(
+            candidate_scores=scores,
+            candidate_threshold=threshold,
+            baseline_scores=stored_scores(db_session=db_session, model_version_id=production.id),
+            baseline_threshold=production.threshold,
+            truth=in_slice,
+            n_boot=n_boot,
+        )
+    return finite(
+        {
+            "slice": spec,
+            "label": slice_label(spec),
+            "n": len(in_slice),
+            "positives": sum(in_slice.values()),
+            "production_version": production.version if production is not None else None,
+            "vs_production": versus,
+        }
+    )
+
+
+def specialist_findings(
+    *, db_session: Session, model: ModelVersion, spec: dict[str, Any], n_boot: int = N_BOOT
+) -> dict[str, Any]:
+    production = production_model(db_session=db_session, project=db_session.get(Project, model.project_id))
+    return slice_comparison(
+        db_session=db_session,
+        spec=spec,
+        scores=stored_scores(db_session=db_session, model_version_id=model.id),
+        threshold=model.threshold,
+        truth=holdout_truth(db_session=db_session, dataset_version_id=model.dataset_version_id),
+        production=production if production is not None and production.id != model.id else None,
+        n_boot=n_boot,
+    )
+
+
+def slice_gate_refusals(findings: dict[str, Any], min_holdout_items: int) -> list[str]:
+    """Why a specialist may not serve its slice: too few slice items in the holdout, or not better than the
+    production generalist there with confidence (the 95% CI of the paired MCC difference must lie above 0)."""
+    label, n = findings["label"], findings["n"]
+    refusals = []
+    if n < min_holdout_items:
+        refusals.append(
+            f"the labeled holdout has {n} items in the slice {label}, fewer than the {min_holdout_items} required "
+            "(HARDCASE_MIN_HOLDOUT_ITEMS): too few to tell models apart there; grow the holdout"
+        )
+    versus = findings["vs_production"]
+    if versus is None or versus.get("ci_low") is None:
+        refusals.append(f"no scores of the production generalist on the slice {label} to compare with")
+    elif versus["ci_low"] <= 0:
+        refusals.append(
+            f"not better than production v{findings['production_version']} on the slice {label} with "
+            f"confidence: MCC {versus['mcc']} vs {versus['production_mcc']}, difference {versus['mean']:+.3f} "
+            f"(95% CI {versus['ci_low']:+.3f} to {versus['ci_high']:+.3f})"
+        )
+    return refusals
+
+
+def slice_key(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+
+def slice_routes(*, db_session: Session, project: Project) -> list[tuple[SliceRoute, ModelVersion]]:
+    """The routing table in the order the cascade applies it (first match wins)."""
+    query = (
+        select(SliceRoute, ModelVersion)
+        .join(ModelVersion, ModelVersion.id == SliceRoute.model_version_id)
+        .where(SliceRoute.project_id == project.id)
+        .order_by(SliceRoute.id)
+    )
+    return [(route, model) for route, model in db_session.execute(query)]
+
+
+def promote_for_slice(
+    *,
+    db_session: Session,
+    project: Project,
+    model: ModelVersion,
+    spec: dict[str, Any],
+    user_id: int | None,
+    min_holdout_items: int,
+    note: str = "",
+    force: bool = False,
+    reason: str = "",
+) -> ModelVersion:
+    """Routes the slice to this specialist if it beats the production generalist there with confidence (an
+    admin may force it with a reason); the generalist keeps serving everything else."""
+    if production_model(db_session=db_session, project=project) is None:
+        raise ApiError(
+            409,
+            "gate",
+            "a specialist serves its slice beside a production generalist: promote a generalist first",
+        )
+    key = slice_key(spec)
+    route = db_session.scalar(
+        select(SliceRoute).where(SliceRoute.project_id == project.id, SliceRoute.slice_key == key)
+    )
+    if route is not None and route.model_version_id == model.id:
+        raise ApiError(409, "version", f"model version {model.version} already serves {slice_label(spec)}")
+    findings = specialist_findings(db_session=db_session, model=model, spec=spec)
+    refusals = slice_gate_refusals(findings, min_holdout_items)
+    override = None
+    if refusals:
+        if not force:
+            raise ApiError(
+                409, "gate", "; ".join(refusals) + ". An admin may force it with a reason (force, reason)."
+            )
+        override = _override({"passed": False, "refusals": refusals, **findings}, reason)
+    replaced = route.model_version_id if route is not None else None
+    if route is None:
+        db_session.add(SliceRoute(project_id=project.id, slice_key=key, spec=spec, model_version_id=model.id))
+    else:
+        route.model_version_id, route.promoted_at = model.id, utcnow()
+    db_session.flush()
+    route = db_session.scalar(
+        select(SliceRoute).where(SliceRoute.project_id == project.id, SliceRoute.slice_key == key)
+    )
+    route.promoted_by = user_id
+    _slice_change(
+        db_session, model, "promote_slice", user_id, note or f"serves {slice_label(spec)}", replaced, override
+    )
+    return model
+
+
+def withdraw_slice(
+    *, db_session: Session, project: Project, version: int, user_id: int | None, note: str = ""
+) -> ModelVersion:
+    """Stops routing a slice to this specialist: the generalist serves it again."""
+    _lock_project(db_session, project)
+    model = get_model(db_session=db_session, project=project, version=version)
+    route = db_session.scalar(
+        select(SliceRoute).where(SliceRoute.project_id == project.id, SliceRoute.model_version_id == model.id)
+    )
+    if route is None:
+        raise ApiError(409, "version", f"model version {version} serves no slice")
+    label = slice_label(route.spec)
+    db_session.delete(route)
+    _slice_change(
+        db_session, model, "withdraw_slice", user_id, note or f"no longer serves {label}", None, None
+    )
+    return model
+
+
+def _slice_change(
+    db_session: Session,
+    model: ModelVersion,
+    action: str,
+    user_id: int | None,
+    note: str,
+    replaced_id: int | None,
+    override: GateOverride | None,
+) -> None:
+    db_session.add(
+        StageChange(
+            project_id=model.project_id,
+            model_version_id=model.id,
+            from_stage=model.stage,
+            to_stage=model.stage,  # a specialist keeps its stage: the routing table says what it serves
+            action=action,
+            replaced_version_id=replaced_id,
+            user_id=user_id,
+            note=note,
+            forced=override is not None,
+            force_reason=override.reason if override else "",
+            gate=override.gate if override else None,
+        )
+    )
+    db_session.flush()

@@ -109,6 +109,7 @@ def run(
         augment=config.augment,
         batch_size=config.batch_size,
         num_workers=config.num_workers,
+        illumination=config.illumination,
     )
     weights = class_weights([r.label for r in train_records], config.class_weighting).to(device)
 
@@ -130,6 +131,7 @@ def run(
         temperature=calibration.temperature,
         threshold=calibration.threshold,
         classes=dataset.info.classes,
+        illumination=config.illumination,
     )
     result = classifier_result(
         artifact_dir,

@@ -32,6 +32,13 @@ class ImageTrainingConfig:
     augment: bool = field(
         default=True, metadata={"help": "Random horizontal flip and colour jitter in training."}
     )
+    illumination: Literal["none", "gamma"] = field(
+        default="none",
+        metadata={
+            "help": "'gamma': brighten dark images by an adaptive gamma on the luminance channel (low-light "
+            "slices such as is_night); applied in training, evaluation and the exported predictor."
+        },
+    )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm; 0 = off."})
     threshold_grid: int = field(default=5000, metadata={"help": "Thresholds tried in the val MCC sweep."})
     calibrate: bool = field(
@@ -56,6 +63,8 @@ class ImageTrainingConfig:
             raise ValueError("warmup_ratio: must be in [0, 1)")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError("ema_decay: must be in [0, 1)")
+        if self.illumination not in ("none", "gamma"):
+            raise ValueError("illumination: must be 'none' or 'gamma'")
         if self.class_weighting not in ("balanced", "none"):
             raise ValueError("class_weighting: must be 'balanced' or 'none'")
         if self.threshold_grid < 2:

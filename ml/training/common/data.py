@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from ml.dataset import DatasetRecord, DatasetVersionDir, Split
+from ml.illumination import normalise_illumination
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -26,11 +27,13 @@ class Normalisation:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
-def load_image(path: Path, size: int) -> Image.Image:
-    """RGB image resized to size×size; JPEG draft mode decodes at reduced scale, much faster on big photos."""
+def load_image(path: Path, size: int, illumination: str = "none") -> Image.Image:
+    """RGB image resized to size×size, then its illumination normalised (ml.illumination; 'none' = as is);
+    JPEG draft mode decodes at reduced scale, much faster on big photos."""
     with Image.open(path) as image:
         image.draft("RGB", (size, size))
-        return image.convert("RGB").resize((size, size), Image.BILINEAR)
+        resized = image.convert("RGB").resize((size, size), Image.BILINEAR)
+    return normalise_illumination(resized, illumination)
 
 
 def image_transform(size: int, normalisation: Normalisation, augment: bool) -> Callable:
@@ -51,6 +54,7 @@ class RecordImages(Dataset):
         size: int,
         transform: Callable,
         extras: Callable[[DatasetRecord], dict[str, torch.Tensor]] | None = None,
+        illumination: str = "none",
     ) -> None:
         self.dataset, self.records, self.size, self.transform, self.extras = (
             dataset,
@@ -59,6 +63,7 @@ class RecordImages(Dataset):
             transform,
             extras,
         )
+        self.illumination = illumination
         self._cache: dict[int, Image.Image] | None = (
             {} if len(self.records) * size * size * 3 < CACHE_LIMIT_BYTES else None
         )
@@ -69,7 +74,7 @@ class RecordImages(Dataset):
     def _image(self, index: int) -> Image.Image:
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        image = load_image(self.dataset.image_path(self.records[index]), self.size)
+        image = load_image(self.dataset.image_path(self.records[index]), self.size, self.illumination)
         if self._cache is not None:
             self._cache[index] = image
         return image
@@ -142,16 +147,18 @@ def split_data(
     batch_size: int,
     num_workers: int,
     extras: Callable[[DatasetRecord], dict[str, torch.Tensor]] | None = None,
+    illumination: str = "none",
 ) -> SplitData:
-    """Train images (augmented) and val/holdout loaders (plain); every holdout item is scored, labeled or not."""
+    """Train images (augmented) and val/holdout loaders (plain), every one prepared with the same illumination
+    step; every holdout item is scored, labeled or not."""
     plain = image_transform(size, normalisation, augment=False)
     holdout_records = split_records(dataset, "holdout", labeled_only=False)
-    val = RecordImages(dataset, split_records(dataset, "val"), size, plain)
+    val = RecordImages(dataset, split_records(dataset, "val"), size, plain, illumination=illumination)
+    holdout = RecordImages(dataset, holdout_records, size, plain, illumination=illumination)
+    train_transform = image_transform(size, normalisation, augment)
     return SplitData(
-        train=RecordImages(
-            dataset, train_records, size, image_transform(size, normalisation, augment), extras
-        ),
+        train=RecordImages(dataset, train_records, size, train_transform, extras, illumination),
         val=eval_loader(val, batch_size, num_workers),
-        holdout=eval_loader(RecordImages(dataset, holdout_records, size, plain), batch_size, num_workers),
+        holdout=eval_loader(holdout, batch_size, num_workers),
         holdout_records=holdout_records,
     )

@@ -38,6 +38,7 @@ def export_classifier_onnx(
     temperature: float,
     threshold: float,
     classes: list[str],
+    illumination: str = "none",
 ) -> dict[str, str]:
     """artifact_dir/onnx/model.onnx and predictor.json (how the client's onnxruntime predictor prepares an image
     and turns logits into a decision: softmax(logits / temperature)[1] >= threshold)."""
@@ -63,6 +64,9 @@ def export_classifier_onnx(
         "output": "logits",
         "image_size": size,
         "resize": "bilinear, JPEG draft decoding, RGB, exactly as in training",
+        "illumination": illumination,
+        "illumination_doc": "after the resize: 'gamma' raises YCbCr luminance to the power "
+        "clip(log(0.5) / log(mean luminance), 0.3, 1) through a 256-entry table (ml/illumination.py)",
         "image_mean": list(normalisation.mean),
         "image_std": list(normalisation.std),
         "temperature": float(temperature),

@@ -184,6 +184,7 @@ def run(
         augment=config.augment,
         batch_size=config.batch_size,
         num_workers=config.num_workers,
+        illumination=config.illumination,
         extras=teacher_extras(config.teacher_weights),
     )
     weights = class_weights([r.label for r in train_records if r.label is not None], config.class_weighting)
@@ -219,6 +220,7 @@ def run(
         temperature=calibration.temperature,
         threshold=calibration.threshold,
         classes=dataset.info.classes,
+        illumination=config.illumination,
     )
     teachers = ", ".join(f"{k}={v}" for k, v in config.teacher_weights.items()) or "all cascade models, equal"
     result = classifier_result(
