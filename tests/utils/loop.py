@@ -10,12 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.datasets.models import HoldoutItem
+from app.datasets.models import DatasetVersion, HoldoutItem
 from app.ingest.models import Item
 from app.jobs.models import Job
 from app.loop.models import LoopRun, RetrainingPolicy
 from app.projects.models import Project
-from app.registry.service import holdout_truth, register_model_version
+from app.registry.service import holdout_truth, promote, register_model_version
 
 TINY_JOB = {"kind": "classifier_lora", "config": {"max_steps": 2, "batch_size": 8, "device": "cpu"}}
 
@@ -86,3 +86,21 @@ def seed_loop_run(db: Session, project: Project) -> int:
     db.add(run)
     db.commit()
     return run.id
+
+
+def seed_production(db: Session, settings: Settings, project: Project, scores: Scores, tmp: Path) -> int:
+    """A production model scored on dataset version 1's holdout with `scores` (a stand-in for an earlier job)."""
+    version = db.scalar(select(DatasetVersion).where(DatasetVersion.project_id == project.id))
+    job = Job(
+        project_id=project.id, kind="classifier_lora", dataset_version_id=version.id, status="succeeded"
+    )
+    db.add(job)
+    db.commit()
+    run = LoopRun(project_id=project.id, trigger="manual", state="rejected", job_ids=[job.id], policy={})
+    db.add(run)
+    db.commit()
+    [number] = finish_run_jobs(db, settings, run.id, scores, tmp)
+    db.delete(run)
+    promote(db_session=db, project=project, version=number, user_id=None)
+    db.commit()
+    return number
