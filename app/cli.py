@@ -13,7 +13,7 @@ from app.core.config import get_settings
 from app.core.db import make_engine, make_sessionmaker, session_scope
 
 # Domains that add their own subcommands: each module has register(subparsers).
-DOMAIN_CLIS = ["app.runner", "app.jobs.cli", "app.lsbackend.cli"]
+DOMAIN_CLIS = ["app.runner", "app.jobs.cli", "app.lsbackend.cli", "app.loop.cli"]
 
 
 def _sessions():

@@ -286,13 +286,13 @@ def decide(
         why = "the policy" if not run.policy["auto_promote"] else "HARDCASE_LOOP_AUTO_PROMOTE=false"
         run.reason = f"v{best['version']} passed the gate; held for an admin's approval ({why})"
     else:
-        promote_candidate(db_session, project, run, best["version"], user_id=None)
+        promote_candidate(db_session, project, run, best["version"], user_id=None, approved=False)
         return
     note(run, run.state, run.reason)
 
 
 def promote_candidate(
-    db_session: Session, project: Project, run: LoopRun, version: int, user_id: int | None
+    db_session: Session, project: Project, run: LoopRun, version: int, user_id: int | None, approved: bool
 ) -> None:
     """Promotes through the registry (stage history, model.promoted webhook); the run records the outcome."""
     model = registry.get_model(db_session=db_session, project=project, version=version)
@@ -308,11 +308,13 @@ def promote_candidate(
         note=f"loop run {run.id}",
     )
     run.state, run.decided_at, run.decided_by = PROMOTED, utcnow(), user_id
-    run.reason = f"v{version} promoted" + (" by an admin's approval" if user_id else " automatically")
+    run.reason = f"v{version} promoted" + (" by an admin's approval" if approved else " automatically")
     note(run, PROMOTED, run.reason)
 
 
-def approve(*, db_session: Session, project: Project, run: LoopRun, user_id: int, note_text: str) -> LoopRun:
+def approve(
+    *, db_session: Session, project: Project, run: LoopRun, user_id: int | None, note_text: str
+) -> LoopRun:
     if run.state != HELD:
         raise ApiError(409, "run", f"loop run {run.id} is {run.state}, not held for approval")
     version = db_session.scalar(
@@ -321,7 +323,7 @@ def approve(*, db_session: Session, project: Project, run: LoopRun, user_id: int
     if version is None:
         raise ApiError(409, "run", f"loop run {run.id}'s candidate model no longer exists")
     try:
-        promote_candidate(db_session, project, run, version, user_id)
+        promote_candidate(db_session, project, run, version, user_id, approved=True)
     except HoldoutLeak as exc:
         raise ApiError(409, "run", f"holdout leak: {exc}") from exc
     if note_text:
@@ -329,7 +331,7 @@ def approve(*, db_session: Session, project: Project, run: LoopRun, user_id: int
     return run
 
 
-def reject(*, db_session: Session, run: LoopRun, user_id: int, note_text: str) -> LoopRun:
+def reject(*, db_session: Session, run: LoopRun, user_id: int | None, note_text: str) -> LoopRun:
     if run.state != HELD:
         raise ApiError(409, "run", f"loop run {run.id} is {run.state}, not held for approval")
     run.state, run.decided_at, run.decided_by = REJECTED, utcnow(), user_id
