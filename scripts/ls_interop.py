@@ -296,12 +296,24 @@ def run(ls: LabelStudio, hc: Hardcase) -> None:
     first = with_predictions[0]["predictions"][0]
     check(first["model_version"] == "hardcase/roadwork/cascade", f"model version {first['model_version']}")
     priorities = hardcase_priorities(hc)
-    ls_order = [t["data"]["external_id"] for t in ordered]
-    hardest_first = sorted(external_ids, key=lambda e: -priorities[e])
+    stored = {t["data"]["external_id"]: t["predictions"][0]["score"] for t in with_predictions}
     print(
-        f"      Label Studio by prediction score: {ls_order}\n      Hardcase hardest first:          {hardest_first}"
+        f"      view: {view.get('data')}\n      scores in Label Studio: {stored}\n      priorities: {priorities}"
     )
-    check(ls_order == hardest_first, "Label Studio's prediction-score order is Hardcase's hardness order")
+    by_score = sorted(stored, key=stored.get)
+    hardest_first = sorted(external_ids, key=lambda e: -priorities[e])
+    view_order = [t["data"]["external_id"] for t in ordered]
+    print(
+        f"      Data Manager view order: {view_order}\n      by stored score: {by_score}\n      hardest first: {hardest_first}"
+    )
+    check(
+        by_score == hardest_first,
+        "Label Studio's prediction scores, lowest first, are Hardcase's hardest first",
+    )
+    check(
+        view_order == hardest_first,
+        "Label Studio's Data Manager sorted by prediction score lists hardest first",
+    )
     boxes = [r for r in first["result"] if r["type"] == "rectanglelabels"]
     check(bool(boxes) and boxes[0]["value"]["x"] == 10.0, "boxes arrive in percent coordinates")
 

@@ -3,11 +3,14 @@ Label Studio). Label Studio authenticates with HTTP Basic auth (password: a Hard
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Depends
 
 from app.auth import permissions as can
 from app.core.errors import ApiError
 from app.deps import BlobsDep, ProjectDep, SessionDep, SettingsDep
+from app.jobs.routes import enqueue_with
 from app.lsbackend import predict, service
 from app.lsbackend.importer import import_label_studio_tasks
 from app.lsbackend.regions import LabelingConfigError, parse_labeling_config
@@ -27,6 +30,7 @@ from app.lsbackend.schemas import (
 router = APIRouter(prefix="/ls/{project}", tags=["label-studio"])
 import_router = APIRouter(prefix="/api/v1/projects/{project}", tags=["label-studio"])
 MODEL_CLASS = "Hardcase"
+log = logging.getLogger("hardcase.lsbackend")
 
 
 @router.get("/health", response_model=HealthRead, dependencies=[Depends(can.ls_read_project)])
@@ -58,19 +62,36 @@ def predict_tasks(body: PredictIn, project: ProjectDep, session: SessionDep) -> 
 
 
 @router.post("/webhook", response_model=WebhookRead, dependencies=[Depends(can.ls_ingest_into_project)])
-def webhook(body: WebhookIn, project: ProjectDep, settings: SettingsDep) -> WebhookRead:
+def webhook(body: WebhookIn, project: ProjectDep, session: SessionDep, settings: SettingsDep) -> WebhookRead:
     """Answers at once (Label Studio waits about a second); a worker records the annotation or queues the job."""
     if body.action not in service.HANDLED_EVENTS:
         return WebhookRead(status="ignored", action=body.action)
-    _queue(settings, project.name, body.action, body.model_dump(mode="json", exclude={"action"}))
-    return WebhookRead(status="queued", action=body.action)
+    payload = body.model_dump(mode="json", exclude={"action"})
+    return _hand_over(session, settings, project, body.action, payload)
 
 
 @router.post("/train", response_model=WebhookRead, dependencies=[Depends(can.ls_ingest_into_project)])
-def train(project: ProjectDep, settings: SettingsDep) -> WebhookRead:
+def train(project: ProjectDep, session: SessionDep, settings: SettingsDep) -> WebhookRead:
     """Label Studio's older training call (without its webhook feature flag): the same as START_TRAINING."""
-    _queue(settings, project.name, "START_TRAINING", {})
-    return WebhookRead(status="queued", action="START_TRAINING")
+    return _hand_over(session, settings, project, "START_TRAINING", {})
+
+
+def _hand_over(session, settings, project, action: str, payload: dict) -> WebhookRead:
+    """To the cpu queue; with the broker down, done here instead (Label Studio never sends an event twice)."""
+    try:
+        service.enqueue_event(settings, project.name, action, payload)
+    except Exception as exc:  # noqa: BLE001 - kombu raises several types; the work is done in the request
+        log.warning("broker unavailable (%s): handling Label Studio %s in the request", exc, action)
+        outcome = service.handle_event(
+            db_session=session,
+            project=project,
+            action=action,
+            payload=payload,
+            settings=settings,
+            enqueue=enqueue_with(settings),
+        )
+        return WebhookRead(status="handled", action=action, outcome=outcome)
+    return WebhookRead(status="queued", action=action)
 
 
 @import_router.post(
@@ -98,12 +119,3 @@ def _config(xml: str | None, field: str):
         return parse_labeling_config(xml)
     except LabelingConfigError as exc:
         raise ApiError(422, field, str(exc)) from exc
-
-
-def _queue(settings, project_name: str, action: str, payload: dict) -> None:
-    try:
-        service.enqueue_event(settings, project_name, action, payload)
-    except Exception as exc:  # noqa: BLE001 - kombu raises several types; Label Studio sees the refusal
-        raise ApiError(
-            503, "broker", f"the task queue is unavailable, the event was not taken: {exc}"
-        ) from exc

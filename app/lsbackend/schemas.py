@@ -58,8 +58,12 @@ class PredictRead(BaseModel):
 
 
 class WebhookRead(BaseModel):
-    status: str = Field(description="queued (a worker handles it) or ignored (not an event Hardcase takes)")
+    status: str = Field(
+        description="queued (a worker handles it), handled (the broker was down: done in the request) or "
+        "ignored (not an event Hardcase takes)"
+    )
     action: str
+    outcome: str | None = Field(None, description="what became of it, when it was handled in the request")
 
 
 class LabelStudioImport(BaseModel):

@@ -324,6 +324,40 @@ def start_training(
     return job
 
 
+# --- one event, wherever it runs -----------------------------------------------------------------------------
+
+
+def handle_event(
+    *,
+    db_session: Session,
+    project: Project,
+    action: str,
+    payload: dict,
+    settings: Settings,
+    enqueue: jobs.Enqueue,
+) -> str:
+    """What became of a Label Studio event, in words; a bad event is skipped, never an error (nobody waits)."""
+    try:
+        if action in ANNOTATION_EVENTS:
+            recorded = handle_annotation_event(db_session=db_session, project=project, payload=payload)
+            db_session.commit()
+            return f"annotation {recorded.outcome} ({recorded.annotation_id})"
+        if action in DELETE_EVENTS:
+            outcomes = handle_delete_event(db_session=db_session, project=project, payload=payload)
+            db_session.commit()
+            return f"deleted: {[r.outcome for r in outcomes]}"
+        if action in TRAIN_EVENTS:
+            job = start_training(db_session=db_session, project=project, settings=settings, enqueue=enqueue)
+            return f"training job {job.id} queued ({job.kind})"
+    except SkippedAnnotation as exc:
+        db_session.rollback()
+        return f"skipped: {exc}"
+    except ApiError as exc:
+        db_session.rollback()
+        return f"refused: {exc.field}: {exc.message}"
+    return f"ignored action {action!r}"
+
+
 # --- the worker's share -------------------------------------------------------------------------------------
 
 WEBHOOK_TASK = "hardcase.label_studio_event"

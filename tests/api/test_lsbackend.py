@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -13,6 +15,7 @@ from app.jobs.models import Job
 from app.labels.models import Annotation
 from app.lsbackend import service as ls_service
 from app.lsbackend.predict import task_score
+from app.main import create_app
 from app.projects.service import get_by_name
 from app.queue.models import Hardness
 from tests.utils.accounts import item_ids
@@ -181,7 +184,8 @@ def test_predict_refuses_a_batch_without_tasks_with_a_422(app, ls_key):
 def test_an_event_hardcase_does_not_take_is_acknowledged_and_ignored(app, ls_key):
     client = TestClient(app, headers=basic_auth(ls_key))
     response = client.post(f"{LS}/webhook", json={"action": "TASKS_CREATED", "tasks": [{"id": 1}]})
-    assert response.status_code == 200 and response.json() == {"status": "ignored", "action": "TASKS_CREATED"}
+    assert response.status_code == 200
+    assert response.json() == {"status": "ignored", "action": "TASKS_CREATED", "outcome": None}
     assert client.post(f"{LS}/webhook", json={"tasks": []}).status_code == 422
 
 
@@ -267,3 +271,33 @@ def test_start_training_freezes_the_labels_and_queues_the_default_job_through_a_
 
         queued = wait_until(enqueued_job, 60, message="the training job, handed to the gpu queue")
     assert queued.kind == "classifier_lora" and queued.created_by is None
+
+
+def test_with_the_broker_down_an_annotation_event_is_recorded_in_the_request(settings, db, ls_key):
+    ids = ingest_with_key(settings, db)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # nothing listens once the probe is closed
+    app = create_app(settings.model_copy(update={"broker_url": f"redis://127.0.0.1:{closed}/0"}))
+    task = ls_task(31, {"photo": photo("frame-1")})
+    event = annotation_event(
+        "ANNOTATION_CREATED", ls_annotation(601, 31, [choice("Negative")], user_id=8), task
+    )
+    response = TestClient(app, headers=basic_auth(ls_key)).post(f"{LS}/webhook", json=event)
+    app.state.engine.dispose()
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "handled" and response.json()["outcome"].startswith(
+        "annotation created"
+    )
+    assert [(a.item_id, a.label, a.state) for a in annotations_of(db, "ls:8")] == [
+        (ids["frame-1"], 0, "current")
+    ]
+
+
+def ingest_with_key(settings, db) -> dict[str, int]:
+    app = create_app(settings)
+    try:
+        return ingest(app, db, [item("frame-1")])
+    finally:
+        app.state.engine.dispose()
