@@ -12,6 +12,7 @@ from collections.abc import Callable
 from http.cookies import SimpleCookie
 
 import pytest
+import redis
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -33,6 +34,7 @@ from tests.conftest import _empty_all_tables
 from tests.utils.dashboard_data import seed_training
 from tests.utils.factories import make_key, make_project
 from tests.utils.labeled_data import seed_labeled_items
+from workers.celery_app import CPU_QUEUE, GPU_QUEUE
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.xdist_group("schema_fuzz")]
 
@@ -44,7 +46,9 @@ SKIPPED_PATHS = ["/api/v1/jobs/{job_id}/events"]
 
 @pytest.fixture(scope="module")
 def fuzz_world(migrated_urls, tmp_path_factory, redis_url):
-    """A seeded PostgreSQL app: a project with items, labels, a dataset version, jobs and model versions."""
+    """A seeded PostgreSQL app: a project with items, labels, a dataset version, jobs and model versions.
+
+    The tasks fuzzed requests send are removed afterwards, so no later test's worker picks them up."""
     url = migrated_urls["get"]("postgresql")
     _empty_all_tables(url)
     app = create_app(
@@ -80,6 +84,7 @@ def fuzz_world(migrated_urls, tmp_path_factory, redis_url):
         world = {"app": app, "admin_id": admin.id, "key": key, "known": known}
     yield world
     app.state.engine.dispose()
+    redis.Redis.from_url(redis_url).delete(CPU_QUEUE, GPU_QUEUE)
 
 
 @pytest.fixture(scope="module")
