@@ -20,6 +20,7 @@ from app.ingest.routes import items_router
 from app.ingest.routes import router as ingest_router
 from app.jobs.routes import router as jobs_router
 from app.labels.routes import router as labels_router
+from app.loop.pages import router as loop_pages_router
 from app.loop.routes import router as loop_router
 from app.lsbackend.routes import import_router as ls_import_router
 from app.lsbackend.routes import router as lsbackend_router
@@ -53,6 +54,7 @@ ROUTERS = [
     jobs_router,
     registry_router,
     loop_router,
+    loop_pages_router,
     webhooks_router,
     webhooks_pages_router,
     metrics_router,

@@ -16,6 +16,7 @@ from app.drift import service as drift_service
 from app.jobs import base_models
 from app.jobs import service as job_service
 from app.jobs.models import FINISHED
+from app.loop.service import loop_runs
 from app.projects.models import Project
 from app.registry import service as registry_service
 from app.web.templating import render
@@ -40,6 +41,7 @@ def overview_page(
         drift=drift_service.latest_checks(db_session=session, project=project),
         throughput_chart=charts.throughput_chart(overview.throughput),
         balance_chart=charts.balance_chart(overview.label_balance),
+        loop_runs=loop_runs(db_session=session, project=project),
     )
 
 

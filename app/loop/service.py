@@ -337,3 +337,9 @@ def run_reads(*, db_session: Session, project: Project, runs: list[LoopRun]) -> 
         )
         for run in runs
     ]
+
+
+def loop_runs(*, db_session: Session, project: Project, limit: int = 5) -> list[LoopRunRead]:
+    """The newest runs as the overview's timeline shows them."""
+    runs = list_runs(db_session=db_session, project=project, limit=limit)
+    return run_reads(db_session=db_session, project=project, runs=runs)
