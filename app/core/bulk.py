@@ -115,9 +115,12 @@ def _pg_parameter(column, value: Any) -> Any:
 
 
 def _encode_column(column, values: list[Any]) -> list[str]:
-    """One column's values in COPY text format (a C-level map where the column holds no NULL)."""
+    """One column's values in COPY text format (C-level where the column holds no NULL or only NULLs)."""
+    nulls = values.count(None)
+    if nulls == len(values):  # e.g. no image, no embedding in the whole batch
+        return [_NULL] * nulls
     encode = _encoder(column)
-    if None in values:
+    if nulls:
         return [_NULL if value is None else encode(value) for value in values]
     return list(map(encode, values))
 
