@@ -63,6 +63,7 @@ def poll(predicate, timeout_s: float, what: str):
     while time.monotonic() < deadline:
         value = predicate()
         if value:
+            check(True, what)
             return value
         time.sleep(0.5)
     check(False, f"{what} (waited {timeout_s:.0f}s)")
@@ -182,7 +183,7 @@ class LabelStudio:
 
 
 def seed_hardcase(hc: Hardcase) -> list[str]:
-    scores = [0.5, 0.95, 0.6, 0.05, 0.7]
+    scores = [0.5, 0.95, 0.6, 0.02, 0.7]
     items = [
         {
             "external_id": f"frame-{i}",
@@ -239,6 +240,12 @@ def hardcase_jobs(hc: Hardcase) -> list[tuple]:
         return [tuple(r) for r in conn.execute(text("SELECT id, kind, status FROM jobs")).all()]
 
 
+def first_version(ls: LabelStudio, project_id: int) -> str:
+    tasks = ls.api("GET", "/api/tasks", params={"project": project_id, "fields": "all"}).json()
+    tasks = tasks["tasks"] if isinstance(tasks, dict) else tasks
+    return next(p["model_version"] for t in tasks for p in t.get("predictions") or [])
+
+
 def choice(value: str) -> list[dict]:
     return [{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [value]}}]
 
@@ -278,6 +285,10 @@ def run(ls: LabelStudio, hc: Hardcase) -> None:
         "/api/dm/actions",
         params={"id": "retrieve_tasks_predictions", "project": project["id"]},
         json={"selectedItems": {"all": True, "excluded": []}},
+    )
+    # Settings -> Annotation -> prelabeling model: what the Data Manager's prediction score column averages
+    ls.api(
+        "PATCH", f"/api/projects/{project['id']}", json={"model_version": first_version(ls, project["id"])}
     )
     view = ls.api(
         "POST",
