@@ -45,6 +45,11 @@ class FreezeFilters(BaseModel):
         default_factory=list,
         description="only labels from these sources, e.g. review, majority (empty = all)",
     )
+    include_unlabeled: bool = Field(
+        False,
+        description="also put the items nobody has labeled yet (stored images only) in train, without a label: "
+        "the pool a teacher answers for distillation (vlm_distill, distill)",
+    )
     slice: SliceSpec | None = Field(
         None,
         description="train and val only on this slice of the stream (a specialist's dataset); the holdout stays "

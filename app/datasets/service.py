@@ -160,9 +160,9 @@ def _image_items(db_session: Session, project: Project, item_ids: set[int]) -> l
     return sorted(i for i, uri in db_session.execute(query) if i in item_ids and sha_from_uri(uri))
 
 
-def class_name(project: Project, label: int | None) -> str:
+def class_name(project: Project, label: int | None, boxes: list | None = None) -> str:
     if label is None:
-        return "boxes_only"
+        return "boxes_only" if boxes or boxes is None else "unlabeled"
     return project.classes[label] if 0 <= label < len(project.classes) else str(label)
 
 
@@ -178,7 +178,7 @@ def dataset_stats(project: Project, rows: list[FrozenRow], items: dict[int, Item
     split_classes: dict[str, Counter[str]] = defaultdict(Counter)
     slices: dict[str, dict[str, Counter[str]]] = {key: defaultdict(Counter) for key in SLICE_KEYS}
     for row in rows:
-        name = class_name(project, row.label)
+        name = class_name(project, row.label, row.boxes)
         classes[name] += 1
         splits[row.split] += 1
         split_classes[row.split][name] += 1
@@ -229,12 +229,31 @@ def _frozen_rows(
     ]
     splits = val_split(project.id, {i: labels[i].label for i in candidates}, freeze.val_fraction)
     rows = [FrozenRow(i, labels[i].label, list(labels[i].boxes), splits[i]) for i in candidates]
+    if freeze.include_unlabeled:
+        pool = _unlabeled_pool(db_session, project, freeze, set(everything) | holdout)
+        rows += [FrozenRow(i, None, [], "train") for i in pool]
+        candidates.update(pool)
     excluded = {
         "url_only": len(url_only),
         "holdout_url_only": len(holdout_url_only),
         "holdout_unlabeled": len(holdout) - len(holdout_rows) - len(holdout_url_only),
     }
     return sorted(rows + holdout_rows, key=lambda r: r.item_id), {**candidates, **holdout_items}, excluded
+
+
+def _unlabeled_pool(
+    db_session: Session, project: Project, freeze: DatasetFreeze, labeled: set[int]
+) -> dict[int, Item]:
+    """Items without a decided label (never the holdout) that match the filters and have a stored image."""
+    items = _filtered_items(db_session, project, freeze)
+    spec = freeze.slice.canonical() if freeze.slice is not None else None
+    return {
+        i: item
+        for i, item in items.items()
+        if i not in labeled
+        and sha_from_uri(item.image_uri)
+        and (spec is None or slice_matches(spec, item_metadata(item)))
+    }
 
 
 def _items_by_id(db_session: Session, project: Project, item_ids: Iterable[int]) -> list[Item]:

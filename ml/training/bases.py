@@ -28,6 +28,7 @@ KIND_FAMILIES: dict[str, tuple[str, ...]] = {
     "yolo": (DETECTOR,),
     "vlm_sft": (VLM,),
     "vlm_dpo": (VLM,),
+    "vlm_distill": (VLM,),
 }
 # Registry kinds whose artifact another kind can start from (their files role -> what it holds).
 WARM_START_SOURCES: dict[str, tuple[str, ...]] = {

@@ -58,6 +58,12 @@ JOB_KINDS: dict[str, JobKind] = {
             "ml.training.vlm.config:VlmDpoConfig",
             "ml.training.vlm.dpo:run",
         ),
+        JobKind(
+            "vlm_distill",
+            "VLM → smaller VLM distillation (teacher answer distributions)",
+            "ml.training.vlm.config:VlmDistillConfig",
+            "ml.training.vlm.distill:run",
+        ),
     ]
 }
 

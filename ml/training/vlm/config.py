@@ -177,3 +177,51 @@ class VlmDpoConfig(VlmBaseConfig):
             raise ValueError(
                 "init_adapter_path: merging a starting adapter needs backend='peft', quantization='none'"
             )
+
+
+@dataclass
+class VlmDistillConfig(VlmBaseConfig):
+    """A teacher VLM's answer distributions distilled into a smaller student VLM (LoRA on the student).
+
+    `model_name_or_path` is the student. The teacher scores every train item, labeled or not (freeze with
+    include_unlabeled for the unlabeled pool); the student learns the teacher's yes/no distribution at the
+    answer position (KL at `temperature`), mixed with the human answer where one exists."""
+
+    teacher: str = field(
+        default="builtin:tiny-qwen2-vl",
+        metadata={
+            "help": "The teacher VLM: a folder in the models directory or any local path, a hub id already in the "
+            "local HF cache (e.g. Qwen/Qwen2.5-VL-72B-Instruct), or a builtin."
+        },
+    )
+    teacher_adapter: str | None = field(
+        default=None,
+        metadata={
+            "help": "A LoRA adapter folder applied to the teacher (e.g. a vlm_sft artifact's adapter/)."
+        },
+    )
+    temperature: float = field(
+        default=2.0, metadata={"help": "Softens both yes/no distributions in the KL term (scaled by T²)."}
+    )
+    alpha: float = field(
+        default=0.5,
+        metadata={
+            "help": "Weight of the KL to the teacher where a human answer exists (1 − alpha on the human "
+            "answer); items without one learn from the teacher alone."
+        },
+    )
+    teacher_batch_size: int = field(default=8, metadata={"help": "Images per teacher forward pass."})
+    with_rationale: bool = field(
+        default=False, metadata={"help": "Unused: the student learns the first answer token only."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.teacher:
+            raise ValueError("teacher: give a local directory, a hub id or a builtin")
+        if self.temperature <= 0:
+            raise ValueError("temperature: must be positive")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError("alpha: must be in [0, 1]")
+        if self.teacher_batch_size <= 0:
+            raise ValueError("teacher_batch_size: must be positive")
