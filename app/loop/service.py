@@ -36,7 +36,12 @@ def cron(expression: str, now: datetime | None = None) -> crontab:
     if len(fields) != len(CRON_FIELDS):
         raise ValueError(f"a cron expression has 5 fields (minute hour day month weekday), not {len(fields)}")
     moment = now
-    return crontab(**dict(zip(CRON_FIELDS, fields, strict=True)), nowfun=(lambda: moment) if now else None)
+    try:
+        return crontab(
+            **dict(zip(CRON_FIELDS, fields, strict=True)), nowfun=(lambda: moment) if now else None
+        )
+    except Exception as exc:  # noqa: BLE001 - celery's parser raises ValueError and ParseException alike
+        raise ValueError(f"not a valid cron expression: {exc}") from exc
 
 
 def schedule_due(expression: str, last: datetime, now: datetime) -> bool:

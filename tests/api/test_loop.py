@@ -5,15 +5,18 @@ promoted (model.promoted, reversible), a worse one rejected with its reason, a n
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from app.core.db import utcnow
 from app.datasets.models import DatasetItem, DatasetVersion, HoldoutItem
 from app.loop import flows, service
-from app.loop.models import LoopRun
+from app.loop.models import LoopRun, RetrainingPolicy
 from app.projects.models import Project
 from app.registry.models import ModelVersion, StageChange
 from app.webhooks.models import WebhookDelivery
+from tests.utils.dashboard_data import drift_alarm
 from tests.utils.factories import make_project
 from tests.utils.labeled_data import client_as, seed_labeled_items
 from tests.utils.loop import finish_run_jobs, fix_holdout, policy_body
@@ -52,6 +55,8 @@ def test_a_policy_is_validated_like_a_job_submission_and_members_read_it(app, db
         ({"jobs": [{"kind": "classifier_lora", "config": {"max_steps": -1}}]}, "jobs.0.config.max_steps"),
         ({"schedule": "61 * * * *"}, "schedule"),
         ({"schedule": "* *"}, "schedule"),
+        ({"schedule": "1,2,,3 * * * *"}, "schedule"),
+        ({"schedule": "0 0 31 2 *"}, "schedule"),
         ({"jobs": []}, "jobs"),
         ({"slice_tolerance": -1}, "slice_tolerance"),
     ]
@@ -228,3 +233,52 @@ def test_a_run_never_promotes_a_model_trained_on_holdout_items(app, db, tmp_path
     finish_run_jobs(db, app.state.settings, run_id, lambda i, truth, night: float(truth), tmp_path)
     assert advance(app, run_id) == "rejected"
     assert "holdout leak" in run_of(db, run_id).reason
+
+
+def test_a_schedule_and_a_drift_alarm_each_start_a_run_once(app, db):
+    project = make_project(db, "roadwork")
+    admin, annotator = client_as(app, db, "admin")
+    seed_labeled_items(db, app.state.blobs, project, annotator, 20)
+    body = policy_body(new_labels=None, schedule="0 3 * * *", on_drift=True)
+    assert admin.put(f"{API}/policy", json=body).status_code == 200
+    db.execute(
+        RetrainingPolicy.__table__.update().values(
+            last_scheduled_at=datetime(2026, 11, 30, 3, 30, tzinfo=UTC)
+        )
+    )
+    db.commit()
+
+    def fire(now) -> tuple | None:
+        with app.state.sessionmaker() as session:
+            run = service.fire_triggers(db_session=session, project=session.scalar(select(Project)), now=now)
+            session.commit()
+            return (run.trigger, run.trigger_detail) if run is not None else None
+
+    next_day = datetime(2026, 12, 1, 3, 1, tzinfo=UTC)
+    assert fire(next_day - timedelta(minutes=2)) is None  # 02:59: not yet
+    assert fire(next_day) == ("schedule", {"schedule": "0 3 * * *"})
+    db.rollback()
+    db.execute(LoopRun.__table__.update().values(state="failed"))
+    db.commit()
+    assert fire(next_day + timedelta(minutes=1)) is None  # the schedule fired for 03:00 already
+    db.add(
+        drift_alarm(
+            project.id,
+            "yolo",
+            now=utcnow(),
+            p_value=0.001,
+            n_reference=100,
+            n_recent=50,
+            distance=0.4,
+            boosted_items=3,
+            reference_days=7,
+            recent_hours=24,
+        )
+    )
+    db.commit()
+    trigger, detail = fire(next_day + timedelta(minutes=2))
+    assert trigger == "drift" and detail["model"] == "yolo"
+    db.rollback()
+    db.execute(LoopRun.__table__.update().values(state="failed"))
+    db.commit()
+    assert fire(next_day + timedelta(minutes=3)) is None  # that alarm was answered
