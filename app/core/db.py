@@ -43,7 +43,15 @@ def make_engine(url: str, *, sqlite_immediate: bool = True) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # A host that drops packets must end in a quick 503, not a request held until the TCP timeout.
+    return create_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        connect_args={"connect_timeout": 5},
+    )
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
