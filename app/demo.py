@@ -16,6 +16,8 @@ from app.core.config import Settings
 from app.core.db import make_engine, make_sessionmaker, session_scope
 from app.ingest.models import Item
 from app.ingest.service import ingest_batch
+from app.loop import service as loop_service
+from app.loop.schemas import PolicyJob, PolicyWrite
 from app.projects.schemas import ProjectCreate
 from app.projects.service import get_or_create
 from app.users.service import add_member
@@ -23,6 +25,10 @@ from ml.sample_data import has_sample_data, roadwork_pool, synthetic_roadwork_im
 
 DEMO_PROJECT = "roadwork"
 DEMO_USERS = {"admin": "admin", "reviewer": "reviewer", "annotator": "annotator"}
+# The loop closes itself on the demo: 100 new labels train a classifier and promote it if the gate passes.
+DEMO_POLICY = PolicyWrite(
+    new_labels=100, jobs=[PolicyJob(kind="classifier_lora")], min_holdout_items=15, auto_promote=True
+)
 DEMO_INSTRUCTIONS = """\
 Answer **yes** when the road is being worked on: cones, drums, barricades, barriers or work signs on or
 beside the carriageway. Answer **no** for normal traffic and for pictures without a road.
@@ -146,6 +152,10 @@ def seed_demo(settings: Settings, limit: int = 0) -> None:
                     role=role,
                 )
             add_member(db_session=session, project_id=project.id, user_id=user.id)
+        if loop_service.get_policy(db_session=session, project=project) is None:
+            loop_service.save_policy(
+                db_session=session, project=project, policy_in=DEMO_POLICY, user_id=None, settings=settings
+            )
         existing = session.scalar(select(func.count()).select_from(Item).where(Item.project_id == project.id))
         key_secret = None
         if not existing:

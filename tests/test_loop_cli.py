@@ -55,3 +55,13 @@ def test_a_policy_is_set_shown_paused_and_runs_are_started_and_rejected_from_the
     assert db.scalar(select(LoopRun.reason)).startswith("rejected by an admin: no")
     with pytest.raises(SystemExit, match="unknown project"):
         main(["policy", "show", "nope"])
+
+
+def test_the_demo_project_retrains_itself_after_100_new_labels(settings, db):
+    from app.demo import seed_demo
+    from app.loop.models import RetrainingPolicy
+
+    seed_demo(settings, limit=2)
+    seed_demo(settings, limit=2)  # idempotent: one policy
+    [policy] = db.scalars(select(RetrainingPolicy)).all()
+    assert (policy.new_labels, policy.auto_promote, policy.jobs[0]["kind"]) == (100, True, "classifier_lora")
