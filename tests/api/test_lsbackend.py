@@ -301,3 +301,29 @@ def ingest_with_key(settings, db) -> dict[str, int]:
         return ingest(app, db, [item("frame-1")])
     finally:
         app.state.engine.dispose()
+
+
+def test_a_multiclass_project_predicts_the_most_probable_class_as_the_configs_choice(app, db):
+    pets = make_project(db, "pets", kind="multiclass", classes=["cat", "dog", "bird"])
+    key = make_key(db, scopes=["read", "ingest"], project_id=pets.id)
+    frame = item("pet-1", scores={})
+    frame["predictions"] = [
+        {"model": "a", "score": None, "probs": [0.2, 0.7, 0.1]},
+        {"model": "b", "score": None, "probs": [0.3, 0.5, 0.2]},
+    ]
+    ingested = TestClient(app).post(
+        "/api/v1/projects/pets/predictions", json={"items": [frame]}, headers={"X-API-Key": make_key(db)}
+    )
+    assert ingested.status_code == 201, ingested.text
+    config = (
+        '<View><Image name="i" value="$img"/><Choices name="pet" toName="i">'
+        '<Choice value="Cat"/><Choice value="Dog"/><Choice value="Bird"/></Choices></View>'
+    )
+    tasks = [ls_task(1, {"img": photo("pet-1")})]
+    response = TestClient(app, headers=basic_auth(key)).post(
+        "/ls/pets/predict", json=predict_request(tasks, label_config=config)
+    )
+    assert response.status_code == 200, response.text
+    (region,) = response.json()["results"][0]["result"]
+    assert (region["from_name"], region["to_name"], region["value"]) == ("pet", "i", {"choices": ["Dog"]})
+    assert region["score"] == pytest.approx(0.6)
