@@ -24,7 +24,6 @@ from app.jobs.schemas import JobCreate
 from app.loop.models import FAILED, HELD, PROMOTED, REJECTED, TRAINING, TRIGGERED, LoopRun
 from app.loop.service import resolve_base_model
 from app.projects.models import Project
-from app.queue.flows import enqueue_rerank
 from app.registry import service as registry
 from app.registry.models import PRODUCTION, ModelVersion
 from ml.evaluation import slice_mcc
@@ -32,6 +31,7 @@ from ml.evaluation import slice_mcc
 log = logging.getLogger("hardcase.loop")
 
 ADVANCE_TASK = "hardcase.advance_loop_run"
+FOLLOW_PRODUCTION_TASK = "hardcase.follow_production"
 
 SendJob = Callable[[Job], str]
 
@@ -47,9 +47,16 @@ def send_advance(settings: Settings, run_id: int) -> None:
 
 
 def send_rerank(settings: Settings, project_id: int) -> None:
-    """After a promotion the queue follows the new model: the pool is re-ranked (the beat-free path; bounded)."""
+    """After a promotion the queue follows the new model: a worker scores the pending pool with it and
+    re-ranks the project (bounded; with the broker down, the plain re-rank is tried the same way)."""
     try:
-        enqueue_rerank(settings=settings, project_id=project_id)
+        celery_client(settings).send_task(
+            FOLLOW_PRODUCTION_TASK,
+            args=[project_id],
+            queue="cpu",
+            ignore_result=True,
+            retry_policy=PUBLISH_RETRY_POLICY,
+        )
     except Exception as exc:  # noqa: BLE001 - the next ranking change or ingest re-scores anyway
         log.warning("broker unreachable (%s); project %s not re-ranked after promotion", exc, project_id)
 

@@ -6,20 +6,23 @@ reason; a worker SIGKILLed mid-run is replaced and the run finishes exactly once
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from app.datasets.models import DatasetVersion
+from app.ingest.models import Prediction
 from app.jobs.models import Job
 from app.loop.models import ACTIVE, LoopRun
 from app.registry.models import ModelVersion, StageChange
 from app.webhooks.models import WebhookDelivery
-from tests.utils.factories import make_project
+from tests.utils.factories import b64, item, make_key, make_project, png_bytes
 from tests.utils.labeled_data import client_as, seed_labeled_items
 from tests.utils.loop import fix_holdout, policy_body, seed_production
 from tests.utils.worker import celery_worker, kill_worker, wait_until
 from tests.workers.test_training import tiny_config, tiny_vit  # noqa: F401 - the tiny model fixture
 from tests.workers.test_training_worker import worker_settings  # noqa: F401 - fixture
 from workers.celery_app import make_celery
+from workers.loop import PRODUCTION_COLUMN
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)]
 
@@ -78,8 +81,16 @@ def test_new_labels_start_a_run_by_itself_that_promotes_a_better_model(
 ):
     # production is wrong on every holdout item: a freshly trained model beats it with confidence
     admin, _ = loop_project(app, db, tiny_vit, tmp_path, lambda i, truth, night: 1.0 - truth)
+    unlabeled = [
+        item(f"pool-{n}", image={"base64": b64(png_bytes(color=(40 * n, 90, 200)))}) for n in range(4)
+    ]
+    ingest = TestClient(app, headers={"X-API-Key": make_key(db)})
+    assert ingest.post(f"{API}/predictions", json={"items": unlabeled}).status_code == 201
     with celery_worker(worker_settings, queues="cpu,gpu"):
         run = sweep_until_decided(worker_settings, sessions)
+        # the queue follows the new model: the pending pool scored by it (one ranking column), then re-ranked
+        own = select(func.count()).select_from(Prediction).where(Prediction.model == PRODUCTION_COLUMN)
+        wait_until(lambda: count(sessions, own) == 4, timeout_s=60, message="pool scored by the new model")
     assert run.trigger == "labels" and run.state == "promoted", run.reason
     assert [e["event"] for e in run.timeline] == ["triggered", "dataset", "jobs", "evaluated", "promoted"]
     assert run.figures["candidates"][0]["vs_production"]["ci_low"] > 0
