@@ -110,7 +110,12 @@ def validated_submission(
     if base is not None:
         field = "base_model" if base_model is not None else base[0]
         check_base_model(
-            db_session=db_session, settings=settings, project=project, kind=kind, field=field, reference=base[1]
+            db_session=db_session,
+            settings=settings,
+            project=project,
+            kind=kind,
+            field=field,
+            reference=base[1],
         )
     return values
 
