@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from app.core.db import utcnow
 from app.datasets.models import DatasetItem, DatasetVersion, HoldoutItem
+from app.jobs.models import Job
 from app.loop import flows, service
 from app.loop.models import LoopRun, RetrainingPolicy
 from app.projects.models import Project
@@ -282,3 +283,27 @@ def test_a_schedule_and_a_drift_alarm_each_start_a_run_once(app, db):
     db.execute(LoopRun.__table__.update().values(state="failed"))
     db.commit()
     assert fire(next_day + timedelta(minutes=3)) is None  # that alarm was answered
+
+
+def test_two_workers_advancing_one_run_at_once_freeze_and_submit_once(app, db):
+    project = make_project(db, "roadwork")
+    admin, annotator = client_as(app, db, "admin")
+    seed_labeled_items(db, app.state.blobs, project, annotator, 30)
+    assert admin.put(f"{API}/policy", json=policy_body()).status_code == 200
+    run_id = admin.post(f"{API}/loop/runs", json={}).json()["id"]
+    barrier, states = threading.Barrier(3), []
+
+    def worker() -> None:
+        barrier.wait()
+        states.append(advance(app, run_id))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert states == ["training"] * 3
+    run = run_of(db, run_id)
+    assert db.scalar(select(func.count()).select_from(DatasetVersion)) == 1
+    assert db.scalar(select(func.count()).select_from(Job)) == len(run.job_ids) == 1
+    assert [e["event"] for e in run.timeline] == ["triggered", "dataset", "jobs"]
