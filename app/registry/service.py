@@ -648,10 +648,15 @@ def slice_gate_refusals(findings: dict[str, Any], min_holdout_items: int) -> lis
     elif versus["ci_low"] <= 0:
         refusals.append(
             f"not better than production v{findings['production_version']} on the slice {label} with "
-            f"confidence: MCC {versus['mcc']} vs {versus['production_mcc']}, difference {versus['mean']:+.3f} "
+            f"confidence: MCC {_shown(versus['mcc'])} vs {_shown(versus['production_mcc'])}, difference "
+            f"{versus['mean']:+.3f} "
             f"(95% CI {versus['ci_low']:+.3f} to {versus['ci_high']:+.3f})"
         )
     return refusals
+
+
+def _shown(mcc: float | None) -> str:
+    return "undefined" if mcc is None else f"{mcc:.3f}"
 
 
 def slice_key(spec: dict[str, Any]) -> str:
