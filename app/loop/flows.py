@@ -320,8 +320,10 @@ def promote_candidate(
 
 
 def approve(
-    *, db_session: Session, project: Project, run: LoopRun, user_id: int | None, note_text: str
+    *, db_session: Session, project: Project, run: LoopRun | None, user_id: int | None, note_text: str
 ) -> LoopRun:
+    if run is None:
+        raise ApiError(404, "run_id", "no such loop run")
     if run.state != HELD:
         raise ApiError(409, "run", f"loop run {run.id} is {run.state}, not held for approval")
     version = db_session.scalar(
@@ -338,7 +340,9 @@ def approve(
     return run
 
 
-def reject(*, db_session: Session, run: LoopRun, user_id: int | None, note_text: str) -> LoopRun:
+def reject(*, db_session: Session, run: LoopRun | None, user_id: int | None, note_text: str) -> LoopRun:
+    if run is None:
+        raise ApiError(404, "run_id", "no such loop run")
     if run.state != HELD:
         raise ApiError(409, "run", f"loop run {run.id} is {run.state}, not held for approval")
     run.state, run.decided_at, run.decided_by = REJECTED, utcnow(), user_id
