@@ -23,6 +23,7 @@ from app.jobs.schemas import JobCreate, JobDetail, JobProgress, JobRead
 from app.projects.models import Project
 from app.registry.models import ModelVersion
 from app.webhooks import service as webhooks
+from ml.training.bases import is_registry_reference
 from ml.training.kinds import JOB_KINDS, build_config, config_fields
 
 STALE_FACTOR = 3  # heartbeats missed before a running job counts as abandoned
@@ -120,6 +121,31 @@ def validated_submission(
     return values
 
 
+def check_teacher(
+    *, db_session: Session, settings: Settings, project: Project, kind: str, values: dict[str, Any]
+) -> None:
+    """A distillation teacher must exist here like a base model; a registry version cannot teach yet."""
+    defaults = {f.name: f.default for f in dataclasses.fields(JOB_KINDS[kind].config_class())}
+    if "teacher" not in defaults:
+        return
+    teacher = str(values.get("teacher", defaults["teacher"]))
+    if is_registry_reference(teacher):
+        raise ApiError(
+            422,
+            "config.teacher",
+            "a registry version cannot be the teacher yet: give its base model as teacher and its unpacked "
+            "adapter/ folder as teacher_adapter",
+        )
+    check_base_model(
+        db_session=db_session,
+        settings=settings,
+        project=project,
+        kind=kind,
+        field="config.teacher",
+        reference=teacher,
+    )
+
+
 def create_job(
     *, db_session: Session, project: Project, job_in: JobCreate, user_id: int | None, settings: Settings
 ) -> Job:
@@ -131,6 +157,7 @@ def create_job(
         config=job_in.config,
         settings=settings,
     )
+    check_teacher(db_session=db_session, settings=settings, project=project, kind=job_in.kind, values=values)
     dataset = db_session.scalar(
         select(DatasetVersion).where(
             DatasetVersion.project_id == project.id, DatasetVersion.version == job_in.dataset_version
