@@ -268,6 +268,7 @@ def test_zoom_by_keys_and_wheel_and_pan_by_space_drag(page: Page, live_site, wor
     expect(stage).to_have_attribute("data-zoom", "1.000")
     page.keyboard.press("+")
     page.keyboard.press("+")
+    expect(stage).to_have_attribute("data-zoom", "1.563")  # read the box only once the zoom is applied
     zoomed = page.locator("#item-image").bounding_box()
 
     def at(fx: float, fy: float) -> tuple[float, float]:
