@@ -16,6 +16,8 @@ from app.core.migrate import MIGRATIONS_DIR, alembic_config
 
 
 def main() -> None:
+    if (MIGRATIONS_DIR / "versions" / "0002_sessions.py").exists():
+        sys.exit("the schema is released: add a revision in migrations/versions instead of regenerating 0001")
     for old in (MIGRATIONS_DIR / "versions").glob("*.py"):
         old.unlink()
     with tempfile.TemporaryDirectory() as tmp:
