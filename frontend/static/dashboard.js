@@ -2,23 +2,8 @@
 (() => {
   "use strict";
   const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
-  const csrf = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
 
-  async function api(method, url, body) {
-    const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
-    if (method !== "GET") init.headers["X-CSRF-Token"] = csrf();
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    const response = await fetch(url, init);
-    const data = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      const errors = (data.errors || []).map((e) => `${e.field}: ${e.message}`);
-      throw new Error(errors.join("; ") || data.detail || `HTTP ${response.status}`);
-    }
-    return data;
-  }
+  const api = window.hardcaseApi;
 
   // --- typed values from inputs --------------------------------------------------------------------------
   function parseValue(input) {

@@ -4,22 +4,8 @@
   const root = document.getElementById("loop-policy") || document.getElementById("loop-runs");
   if (!root) return;
   const base = `/api/v1/projects/${encodeURIComponent(root.dataset.project)}`;
-  const csrf = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
 
-  async function call(method, url, body) {
-    const init = { method, credentials: "same-origin", headers: { Accept: "application/json", "X-CSRF-Token": csrf() } };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    const response = await fetch(url, init);
-    const data = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      const errors = (data.errors || []).map((e) => `${e.field}: ${e.message}`);
-      throw new Error(errors.join("; ") || data.detail || `HTTP ${response.status}`);
-    }
-    return data;
-  }
+  const call = window.hardcaseApi;
 
   const form = document.getElementById("policy-form");
   if (form) {

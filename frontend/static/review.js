@@ -8,24 +8,9 @@
   const config = JSON.parse(document.getElementById("review-config").textContent);
   const base = `/api/v1/projects/${encodeURIComponent(project)}`;
   const $ = (id) => document.getElementById(id);
-  const csrf = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
   const state = { entries: [], index: 0, choice: null, busy: false };
 
-  async function api(method, url, body) {
-    const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
-    if (method !== "GET") init.headers["X-CSRF-Token"] = csrf();
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    const response = await fetch(url, init);
-    const data = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      const errors = (data.errors || []).map((e) => `${e.field}: ${e.message}`);
-      throw new Error(errors.join("; ") || data.detail || `HTTP ${response.status}`);
-    }
-    return data;
-  }
+  const api = window.hardcaseApi;
 
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);

@@ -1,22 +1,8 @@
 // Project creation and settings: the form posts JSON to the projects API; members are added and removed inline.
 (() => {
   "use strict";
-  const csrf = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
 
-  async function api(method, url, body) {
-    const init = { method, credentials: "same-origin", headers: { Accept: "application/json", "X-CSRF-Token": csrf() } };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    const response = await fetch(url, init);
-    const data = response.status === 204 ? {} : await response.json().catch(() => ({}));
-    if (!response.ok) {
-      const errors = (data.errors || []).map((e) => `${e.field}: ${e.message}`);
-      throw new Error(errors.join("; ") || data.detail || `HTTP ${response.status}`);
-    }
-    return data;
-  }
+  const api = window.hardcaseApi;
 
   function value(input) {
     const raw = input.value.trim();

@@ -4,23 +4,9 @@
   const section = document.getElementById("webhooks");
   if (!section) return;
   const base = `/api/v1/projects/${encodeURIComponent(section.dataset.project)}/webhooks`;
-  const csrf = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
   const status = document.getElementById("webhook-status");
 
-  async function call(method, url, body) {
-    const init = { method, credentials: "same-origin", headers: { Accept: "application/json", "X-CSRF-Token": csrf() } };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    const response = await fetch(url, init);
-    const data = response.status === 204 ? {} : await response.json().catch(() => ({}));
-    if (!response.ok) {
-      const errors = (data.errors || []).map((e) => `${e.field}: ${e.message}`);
-      throw new Error(errors.join("; ") || data.detail || `HTTP ${response.status}`);
-    }
-    return data;
-  }
+  const call = window.hardcaseApi;
 
   const form = document.getElementById("webhook-create");
   form.addEventListener("submit", async (event) => {
