@@ -274,15 +274,37 @@ def test_zoom_by_keys_and_wheel_and_pan_by_space_drag(page: Page, live_site, wor
     def at(fx: float, fy: float) -> tuple[float, float]:
         return zoomed["x"] + zoomed["width"] * fx, zoomed["y"] + zoomed["height"] * fy
 
-    page.mouse.move(*at(0.4, 0.4))
+    # Pressing on a model's dashed suggestion takes it, so the drag starts where no suggestion lies.
+    suggestions = [r.bounding_box() for r in page.locator("#box-layer .suggestion rect").all()]
+
+    def on_a_suggestion(x: float, y: float) -> bool:
+        return any(
+            b["x"] <= x <= b["x"] + b["width"] and b["y"] <= y <= b["y"] + b["height"] for b in suggestions
+        )
+
+    seen = stage.bounding_box()  # the zoomed photo overflows the stage: draw where it is visible
+
+    def visible(x: float, y: float) -> bool:
+        return seen["x"] < x < seen["x"] + seen["width"] and seen["y"] < y < seen["y"] + seen["height"]
+
+    starts = sorted(
+        ((round(0.05 * i, 2), round(0.05 * j, 2)) for i in range(2, 15) for j in range(2, 15)),
+        key=lambda p: abs(p[0] - 0.4) + abs(p[1] - 0.4),
+    )
+    fx, fy = next(
+        (fx, fy)
+        for fx, fy in starts
+        if visible(*at(fx, fy)) and visible(*at(fx + 0.2, fy + 0.2)) and not on_a_suggestion(*at(fx, fy))
+    )
+    page.mouse.move(*at(fx, fy))
     page.mouse.down()
-    page.mouse.move(*at(0.6, 0.6), steps=4)
+    page.mouse.move(*at(fx + 0.2, fy + 0.2), steps=4)
     page.mouse.up()  # a box drawn on the zoomed image lands where it was drawn on the photo
     expect(page.locator("#box-count")).to_have_text("1")
     page.keyboard.press("y")
     expect(page.locator("#status")).to_have_text("Saved: yes with 1 box")
     [saved] = annotations_by(live_site, "zooms")
-    assert saved.boxes[0][:4] == pytest.approx([0.4, 0.4, 0.6, 0.6], abs=0.01)
+    assert saved.boxes[0][:4] == pytest.approx([fx, fy, fx + 0.2, fy + 0.2], abs=0.01)
 
 
 def test_tab_selects_boxes_arrows_move_and_shift_arrows_resize(page: Page, live_site, works) -> None:
