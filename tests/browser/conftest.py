@@ -6,6 +6,7 @@ One server per module (seeding real photos costs a second); each test gets a fre
 from __future__ import annotations
 
 import io
+import re
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import uvicorn
 from PIL import Image
+from playwright.sync_api import Page, expect
 
 from app.core.config import Settings
 from app.core.db import session_scope
@@ -151,6 +153,27 @@ def seed(settings: Settings, sessions, blobs) -> tuple[str, str, list[str]]:
         )
         create_account(db_session=session, username="root", password=PASSWORD, role="admin")
     return "roadwork", "cones", box_classes
+
+
+def log_in(page: Page, site, path: str, username: str = "root") -> None:
+    """Opens `path`, logs in on the form it sends an anonymous visitor to, and waits to be back on `path`."""
+    page.goto(site.url + path)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(site.url + path)
+
+
+def shown_item(page: Page) -> str:
+    """Waits for an item on the label page and returns its id."""
+    expect(page.locator("#labeler")).to_have_attribute("data-item-id", re.compile(r"\d+"))
+    expect(page.locator("#image-wrap")).to_be_visible()
+    return page.locator("#labeler").get_attribute("data-item-id")
+
+
+def next_item(page: Page, previous: str) -> str:
+    expect(page.locator("#labeler")).not_to_have_attribute("data-item-id", previous)
+    return shown_item(page)
 
 
 def _free_socket() -> socket.socket:

@@ -19,7 +19,7 @@ from app.queue.models import Hardness
 from app.registry.models import ModelVersion
 from app.registry.service import promote
 from app.users.service import add_member, create_account
-from tests.browser.conftest import PASSWORD
+from tests.browser.conftest import PASSWORD, log_in
 from tests.utils.dashboard_data import seed_training
 
 SHOTS = Path("/tmp/shots")
@@ -59,14 +59,6 @@ def site(live_site):
         db.get(Hardness, item.id).status = "review"
         seed_training(db, roadwork)
     return live_site
-
-
-def log_in(page: Page, site, path: str, username: str = "root") -> None:
-    page.goto(site.url + path)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(site.url + path)
 
 
 def test_a_reviewer_decides_a_conflicting_item_with_the_keyboard(page: Page, site, shots) -> None:

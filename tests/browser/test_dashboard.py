@@ -14,7 +14,7 @@ from app.ingest.models import Item
 from app.jobs.models import Job, JobMetric
 from app.labels.models import Annotation
 from app.projects.models import Project
-from tests.browser.conftest import PASSWORD
+from tests.browser.conftest import log_in
 from tests.utils.dashboard_data import drift_alarm, seed_training
 
 
@@ -57,14 +57,6 @@ def dashboard_site(live_site):
         running = db.scalar(select(Job).where(Job.status == "running"))
         running_id = running.id
     return live_site, running_id
-
-
-def log_in(page: Page, site, path: str, username: str = "root") -> None:
-    page.goto(site.url + path)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(site.url + path)
 
 
 def test_overview_shows_queue_numbers_alarm_and_charts(page: Page, dashboard_site, screenshots) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app.ingest.models import Prediction
 from app.labels.models import Annotation
 from app.projects.service import get_by_name
-from tests.browser.conftest import PASSWORD
+from tests.browser.conftest import PASSWORD, next_item, shown_item
 
 pytestmark = pytest.mark.browser
 KEYS = ["2", "n", "y", "1", "2"]  # digits answer in class order: 1 no, 2 yes
@@ -35,18 +35,6 @@ def log_in(page: Page, site, path: str, username: str = "ann") -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(site.url + path)
-
-
-def shown_item(page: Page) -> str:
-    """Waits for an item on screen and returns its id."""
-    expect(page.locator("#labeler")).to_have_attribute("data-item-id", re.compile(r"\d+"))
-    expect(page.locator("#image-wrap")).to_be_visible()
-    return page.locator("#labeler").get_attribute("data-item-id")
-
-
-def next_item(page: Page, previous: str) -> str:
-    expect(page.locator("#labeler")).not_to_have_attribute("data-item-id", previous)
-    return shown_item(page)
 
 
 def annotations_of(site, project_name: str) -> list[Annotation]:

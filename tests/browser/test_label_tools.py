@@ -26,7 +26,7 @@ from app.queue.models import Hardness
 from app.queue.service import as_utc
 from app.users.service import create_account
 from ml.sample_data import roadwork_pool
-from tests.browser.conftest import PASSWORD, small_jpeg
+from tests.browser.conftest import PASSWORD, log_in, next_item, shown_item, small_jpeg
 
 pytestmark = pytest.mark.browser
 PROJECT = "works"
@@ -118,22 +118,7 @@ def _seed_unknown_class_project(session, site, box_classes: list[str], item: dic
 
 
 def open_label_page(page: Page, site, username: str, project: str = PROJECT) -> str:
-    page.goto(f"{site.url}/login?next=/projects/{project}/label")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{site.url}/projects/{project}/label")
-    return shown_item(page)
-
-
-def shown_item(page: Page) -> str:
-    expect(page.locator("#labeler")).to_have_attribute("data-item-id", re.compile(r"\d+"))
-    expect(page.locator("#image-wrap")).to_be_visible()
-    return page.locator("#labeler").get_attribute("data-item-id")
-
-
-def next_item(page: Page, previous: str) -> str:
-    expect(page.locator("#labeler")).not_to_have_attribute("data-item-id", previous)
+    log_in(page, site, f"/projects/{project}/label", username)
     return shown_item(page)
 
 

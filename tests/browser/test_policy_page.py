@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PASSWORD
+from tests.browser.conftest import log_in
 
 pytestmark = pytest.mark.browser
 
@@ -14,12 +14,7 @@ pytestmark = pytest.mark.browser
 def test_an_admin_saves_a_policy_pauses_it_and_starts_a_run_from_the_page(
     page: Page, live_site, screenshots
 ) -> None:
-    path = f"/projects/{live_site.binary_project}/policy"
-    page.goto(live_site.url + path)
-    page.get_by_label("Username").fill("root")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(live_site.url + path)
+    log_in(page, live_site, f"/projects/{live_site.binary_project}/policy")
     expect(page.locator("#loop-policy")).to_contain_text("No policy yet")
 
     page.locator("#policy-schedule").fill("61 * * * *")

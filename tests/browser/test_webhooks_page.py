@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PASSWORD
+from tests.browser.conftest import log_in
 
 pytestmark = pytest.mark.browser
 
@@ -13,12 +13,7 @@ pytestmark = pytest.mark.browser
 def test_an_admin_adds_a_webhook_and_sends_a_test_event_from_the_page(
     page: Page, live_site, screenshots
 ) -> None:
-    path = f"/projects/{live_site.binary_project}/webhooks"
-    page.goto(live_site.url + path)
-    page.get_by_label("Username").fill("root")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(live_site.url + path)
+    log_in(page, live_site, f"/projects/{live_site.binary_project}/webhooks")
 
     page.get_by_label("URL (http:// or https://)").fill("ftp://hooks.example/nope")
     page.get_by_role("button", name="Add").click()
