@@ -129,11 +129,17 @@ def run_simulate(rest: list[str]) -> int:
     """Runs land in data_dir/simulate/<dataset>-<time> by default, where the dashboard's /simulate reads them."""
     import time
 
+    from ml.simulate.cli import is_roadwork
     from ml.simulate.cli import main as simulate_main
     from ml.simulate.config import SimulationConfig
 
     dataset = rest[rest.index("--dataset") + 1] if "--dataset" in rest[:-1] else SimulationConfig().dataset
     out = get_settings().data_dir / "simulate" / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if is_roadwork(rest):
+        from ml.simulate.roadwork import RoadworkConfig
+        from ml.simulate.roadwork import main as roadwork_main
+
+        return roadwork_main(rest, defaults=RoadworkConfig(out=out))
     return simulate_main(rest, defaults=SimulationConfig(out=out))
 
 

@@ -1,4 +1,5 @@
-"""The real sample photos in shared/data (roadwork positives, non-road negatives), read from their manifests.
+"""The real sample photos in shared/data (roadwork positives, non-road negatives), read from their manifests,
+and the simulated cascade predictions the demo and the roadwork simulator give them.
 
 The folder is configurable with HARDCASE_SAMPLE_DATA; its licenses allow test and demo use, not redistribution,
 so nothing here copies it. `synthetic_roadwork_images` stands in where the folder is absent.
@@ -126,3 +127,53 @@ def synthetic_roadwork_images(n: int, seed: int = 0, size: int = 160) -> list[di
             }
         )
     return out
+
+
+def _sigmoid(x: float) -> float:
+    return float(1 / (1 + np.exp(-x)))
+
+
+def simulated_cascade(
+    label: int,
+    boxes: list[list],
+    is_night: bool,
+    rng: np.random.Generator,
+    class_names: list[str] | None = None,
+) -> list[dict]:
+    """Three models with different blind spots: the detector misses at night, the VLM is confidently wrong
+    now and then, the classifier is noisy everywhere. Their disagreements are what the queue surfaces.
+    With `class_names` the detector names its box classes, as a real cascade does ("barrier")."""
+    sign = 1 if label else -1
+    det_skill = 0.6 if is_night else 2.5
+    det_score = _sigmoid(sign * det_skill + rng.normal(0, 1.0))
+
+    def cls(index: int) -> int | str:
+        return class_names[int(index)] if class_names else int(index)
+
+    det_boxes = [
+        [*(float(np.clip(v + rng.normal(0, 0.01), 0, 1)) for v in b[:4]), cls(b[4]), round(det_score, 3)]
+        for b in boxes
+        if det_score > 0.3
+    ]
+    det_boxes = [
+        [min(b[0], b[2]), min(b[1], b[3]), max(b[0], b[2]), max(b[1], b[3]), b[4], b[5]] for b in det_boxes
+    ]
+    vlm_wrong = rng.random() < (0.35 if is_night else 0.15)
+    vlm_says_yes = bool(label) != vlm_wrong
+    vlm_score = float(np.clip((0.9 if vlm_says_yes else 0.1) + rng.normal(0, 0.05), 0.01, 0.99))
+    clf_score = _sigmoid(sign * 1.2 + rng.normal(0, 1.3))
+    return [
+        {
+            "model": "yolo-cones",
+            "model_version": "v8n-2026.10",
+            "score": round(det_score, 4),
+            "boxes": det_boxes,
+        },
+        {"model": "vit-roadwork", "model_version": "b16-lora-3", "score": round(clf_score, 4)},
+        {
+            "model": "qwen2.5-vl",
+            "model_version": "7b-instruct",
+            "score": round(vlm_score, 4),
+            "label": "yes" if vlm_says_yes else "no",
+        },
+    ]

@@ -7,7 +7,8 @@ from datetime import date
 
 from markupsafe import Markup
 
-from app.dashboard.svg import Series, bar_chart, line_chart, reliability_diagram
+from app.dashboard.svg import PALETTE, Series, bar_chart, line_chart, reliability_diagram
+from ml.learning_curve import CurvePoint, LearningCurveFit
 
 
 def throughput_chart(days: Sequence[tuple[date, int]]) -> Markup:
@@ -76,3 +77,29 @@ def learning_curves_chart(report: dict) -> Markup:
     return line_chart(
         lines, title="Learning curves", x_label="labels", y_label=y_label, hlines=rules, height=340
     )
+
+
+def label_accounting_chart(points: Sequence[CurvePoint], fit: LearningCurveFit | None) -> Markup:
+    """Holdout MCC of each model version against the labels it was trained on, and the fitted curve
+    MCC(n) = a − b·n^(−c) with its 90% bootstrap band, extended to twice the labels used so far."""
+    measured = Series(
+        "holdout MCC per version",
+        [p.labels for p in points],
+        [p.mcc for p in points],
+        color=PALETTE[0],
+        markers=True,
+    )
+    lines = [measured]
+    if fit is not None:
+        lines.append(
+            Series(
+                "fitted curve (90% band)",
+                fit.curve_labels,
+                fit.curve_mcc,
+                band_low=fit.curve_low,
+                band_high=fit.curve_high,
+                color=PALETTE[3],
+                dashed=True,
+            )
+        )
+    return line_chart(lines, title="MCC against labels used", x_label="labels used", y_label="holdout MCC")

@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from app.auth import permissions as can
 from app.core.errors import ApiError
-from app.dashboard import charts, simulation
+from app.dashboard import charts, label_accounting, simulation
 from app.dashboard.forms import kind_forms
 from app.dashboard.overview import project_overview
 from app.datasets import service as dataset_service
@@ -29,9 +29,14 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/projects/{project}", response_class=HTMLResponse)
 def overview_page(
-    request: Request, _user: can.DashboardReviewer, project: ProjectDep, session: SessionDep
+    request: Request,
+    _user: can.DashboardReviewer,
+    project: ProjectDep,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> Response:
     overview = project_overview(db_session=session, project=project)
+    accounting = label_accounting.label_accounting(db_session=session, project=project, settings=settings)
     return render(
         request,
         "dashboard/overview.html",
@@ -42,6 +47,9 @@ def overview_page(
         throughput_chart=charts.throughput_chart(overview.throughput),
         balance_chart=charts.balance_chart(overview.label_balance),
         loop_runs=loop_runs(db_session=session, project=project),
+        accounting=accounting,
+        accounting_chart=charts.label_accounting_chart(accounting.points, accounting.fit),
+        labels_text=label_accounting.labels_text,
     )
 
 

@@ -23,6 +23,7 @@ class Series:
     band_high: Sequence[float] | None = None
     color: str | None = None
     dashed: bool = False
+    markers: bool = False  # a dot on every point (measured values, as opposed to a fitted line)
 
 
 @dataclass
@@ -196,9 +197,12 @@ def line_chart(
         frame.parts.append(
             f'<path class="line" d="{_path(frame, s.xs, s.ys)}" stroke="{color}" fill="none"{dash}/>'
         )
-        if len(_finite(s.ys)) == 1:
-            x, y = next((x, y) for x, y in zip(s.xs, s.ys, strict=False) if y is not None)
-            frame.parts.append(f'<circle cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="3" fill="{color}"/>')
+        if len(_finite(s.ys)) == 1 or s.markers:
+            for x, y in zip(s.xs, s.ys, strict=False):
+                if y is not None and math.isfinite(float(y)):
+                    frame.parts.append(
+                        f'<circle cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="3" fill="{color}"/>'
+                    )
     if len(series) > 1:
         _legend(frame, [(s.name, c) for s, c in zip(series, colors, strict=True)])
     if not all_x:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -45,6 +46,14 @@ def build_parser(defaults: SimulationConfig | None = None) -> argparse.ArgumentP
     return p
 
 
+def is_roadwork(argv: list[str] | None) -> bool:
+    """`--dataset roadwork` goes to ml.simulate.roadwork (its own image model, options and report)."""
+    argv = sys.argv[1:] if argv is None else argv
+    return "--dataset=roadwork" in argv or any(
+        a == "--dataset" and b == "roadwork" for a, b in zip(argv, argv[1:], strict=False)
+    )
+
+
 def config_from_args(args: argparse.Namespace) -> SimulationConfig:
     values = {f.name: getattr(args, f.name) for f in fields(SimulationConfig) if hasattr(args, f.name)}
     values["strategies"] = [s.strip() for s in args.strategies.split(",") if s.strip()]
@@ -52,6 +61,10 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
 
 
 def main(argv: list[str] | None = None, defaults: SimulationConfig | None = None) -> int:
+    if is_roadwork(argv):  # the product's own task has its own image model and options
+        from ml.simulate.roadwork import main as roadwork_main
+
+        return roadwork_main(argv)
     args = build_parser(defaults).parse_args(argv)
     try:
         config = config_from_args(args)
