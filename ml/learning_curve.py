@@ -69,36 +69,45 @@ def sd_from_interval(ci_low: float | None, ci_high: float | None) -> float | Non
     return (float(ci_high) - float(ci_low)) / 3.92
 
 
-def _wls_over_grid(n: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(a, b, weighted SSE) per c in C_GRID of y ≈ a − b·n^(−c) under a ≤ 1 and b ≥ 0, all c at once."""
+def _fit_many(n: np.ndarray, ys: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a, b, c) per row of `ys` (curves, points): for every c in C_GRID the weighted least-squares (a, b) of
+    y ≈ a − b·n^(−c) under a ≤ 1 and b ≥ 0, then the c with the smallest error (first of equal minima,
+    i.e. the smallest c: the flatter extrapolation). All rows and all c at once."""
     x = n[None, :] ** (-C_GRID[:, None])  # (grid, points)
     sw = w.sum()
-    xm = (w * x).sum(axis=1) / sw
-    ym = float((w * y).sum() / sw)
+    xm = (w * x).sum(axis=1) / sw  # (grid,)
+    ym = (ys * w).sum(axis=1) / sw  # (curves,)
     dx = x - xm[:, None]
     sxx = (w * dx**2).sum(axis=1)
-    b = np.where(sxx > 0, -(w * dx * (y - ym)).sum(axis=1) / np.where(sxx > 0, sxx, 1.0), 0.0)
-    b = np.maximum(b, 0.0)
-    a = ym + b * xm
+    b = -((ys - ym[:, None]) * w) @ dx.T / np.where(sxx > 0, sxx, 1.0)  # (curves, grid)
+    b = np.where(sxx > 0, np.maximum(b, 0.0), 0.0)
+    a = ym[:, None] + b * xm[None, :]
     capped = a > 1.0  # MCC's ceiling: refit b with a held at 1
-    b_capped = np.maximum(0.0, (w * x * (1.0 - y)).sum(axis=1) / np.maximum((w * x * x).sum(axis=1), 1e-300))
+    b_capped = np.maximum(0.0, ((1.0 - ys) * w) @ x.T / np.maximum((w * x * x).sum(axis=1), 1e-300))
     a, b = np.where(capped, 1.0, a), np.where(capped, b_capped, b)
-    sse = (w * (y - a[:, None] + b[:, None] * x) ** 2).sum(axis=1)
-    return a, b, sse
+    residual = ys[:, None, :] - a[:, :, None] + b[:, :, None] * x[None, :, :]
+    sse = np.round((w * residual**2).sum(axis=2), 12)
+    best = np.argmin(sse, axis=1)
+    rows = np.arange(len(ys))
+    return a[rows, best], b[rows, best], C_GRID[best]
+
+
+def _weights(sd: Sequence[float] | np.ndarray | None, size: int) -> np.ndarray:
+    if sd is None:
+        return np.ones(size)
+    return 1.0 / np.maximum(np.asarray(sd, dtype=np.float64), 1e-3) ** 2
 
 
 def fit_power_law(
     labels: Sequence[float], mcc: Sequence[float], sd: Sequence[float] | None = None
 ) -> PowerLaw:
-    """Weighted (1/sd²) least squares over the c grid; ties go to the smaller c (the flatter extrapolation)."""
+    """Weighted (1/sd²) least squares of MCC(n) = a − b·n^(−c)."""
     n = np.asarray(labels, dtype=np.float64)
     y = np.asarray(mcc, dtype=np.float64)
     if n.size < 2 or np.any(n <= 0) or n.size != y.size:
         raise ValueError("labels: need at least two positive label counts, one per MCC")
-    w = np.ones_like(y) if sd is None else 1.0 / np.maximum(np.asarray(sd, dtype=np.float64), 1e-3) ** 2
-    a, b, sse = _wls_over_grid(n, y, w)
-    best = int(np.argmin(np.round(sse, 12)))  # argmin takes the first (smallest c) of equal minima
-    return PowerLaw(float(a[best]), float(b[best]), float(C_GRID[best]))
+    a, b, c = _fit_many(n, y[None, :], _weights(sd, n.size))
+    return PowerLaw(float(a[0]), float(b[0]), float(c[0]))
 
 
 def labels_for_next_gain(law: PowerLaw, current_labels: float, gain: float = 0.01) -> float:
@@ -136,11 +145,11 @@ def fit_learning_curve(
     cost = labels_for_next_gain(law, current, gain)
     grid = np.geomspace(n.min(), max(n.max() * 2.0, current + cost if math.isfinite(cost) else 0), 60)
     rng = np.random.default_rng(seed)
-    costs, curves = np.empty(n_boot), np.empty((n_boot, grid.size))
-    for i in range(n_boot):
-        resampled = fit_power_law(n, np.clip(y + rng.normal(0.0, sd), -1.0, 1.0), sd)
-        costs[i] = labels_for_next_gain(resampled, current, gain)
-        curves[i] = resampled(grid)
+    resampled = np.clip(y[None, :] + rng.normal(0.0, sd, size=(n_boot, y.size)), -1.0, 1.0)
+    fits = zip(*_fit_many(n, resampled, _weights(sd, n.size)), strict=True)
+    laws = [PowerLaw(float(a), float(b), float(c)) for a, b, c in fits]
+    costs = np.array([labels_for_next_gain(law_i, current, gain) for law_i in laws])
+    curves = np.array([law_i(grid) for law_i in laws])
     return LearningCurveFit(
         law=law,
         points=pts,

@@ -5,9 +5,11 @@ Image model: frozen hand-made features (colour histograms, where saturated orang
 gradient-orientation and edge-density texture; no pretrained network, nothing to download) and logistic
 regression with balanced class weights. One fit is milliseconds, so many seeds run on one CPU thread.
 
-The arms differ only in which items they reveal: `random`, `uncertainty`, `disagreement` and `hybrid` all rank
-the candidates through `ml.scoring.rank_matrix`, the queue's own code, over the cascade's three scores and
-(with `student_in_queue`) the current model's score, as the queue does after a promotion.
+The arms differ only in which items they reveal (same split, seed set, features and model recipe per seed):
+`random`, `uncertainty`, `disagreement` and `hybrid` all rank the candidates through `ml.scoring.rank_matrix`,
+the queue's own code, over the cascade's three scores and (with `student_in_queue`) the current model's score,
+as the queue does after a promotion; the ranked arms also keep the queue's quota of likely positives
+(`min_positive_share`, the queue's default 0.2). Random is plain random sampling.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class RoadworkConfig:
         default=True, metadata={"help": "the trained model scores the pool beside the cascade"}
     )
     threshold: float = field(default=0.5, metadata={"help": "production threshold of the ranking"})
+    min_positive_share: float = field(
+        default=0.2,
+        metadata={"help": "ranked arms serve at least this share of likely positives (the queue's)"},
+    )
     regularization: float = field(default=1.0, metadata={"help": "logistic regression C"})
     image_size: int = field(default=96, metadata={"help": "images are resized to this square for features"})
     limit: int = field(default=0, metadata={"help": "at most this many photos per class (0 = all; tests)"})
@@ -62,6 +68,8 @@ class RoadworkConfig:
             raise ValueError("max_labels: must exceed initial_labels")
         if not 0.0 < self.positive_share < 1.0 or not 0.0 < self.test_fraction < 1.0:
             raise ValueError("positive_share: and test_fraction must be in (0, 1)")
+        if not 0.0 <= self.min_positive_share <= 1.0:
+            raise ValueError("min_positive_share: must be in [0, 1]")
         if not 0.0 < self.threshold < 1.0 or self.regularization <= 0 or self.image_size < 16:
             raise ValueError("threshold: in (0, 1); regularization > 0; image_size ≥ 16")
 
@@ -234,17 +242,27 @@ def _fit_student(data: RoadworkData, labeled: np.ndarray, config: RoadworkConfig
 
 
 def _pick(
-    strategy: str, matrix: np.ndarray, candidates: np.ndarray, k: int, seed: int, threshold: float
-) -> np.ndarray:
+    strategy: str, matrix: np.ndarray, candidates: np.ndarray, k: int, seed: int, config: RoadworkConfig
+):
+    """The queue's choice of k: rank_matrix's priority, and for the ranked arms the queue's quota of likely
+    positives (random stays plain random sampling, the literature's baseline)."""
     names = [f"m{i}" for i in range(matrix.shape[1])]
     hardness = scoring.rank_matrix(
         matrix,
         names,
-        threshold=threshold,
+        threshold=config.threshold,
         strategy=scoring.StrategyConfig(name=strategy, seed=seed),
         item_keys=candidates,
     )
-    return np.argsort(-hardness.priority, kind="stable")[:k]
+    if strategy == "random" or config.min_positive_share == 0:
+        return np.argsort(-hardness.priority, kind="stable")[:k]
+    return scoring.select_with_positive_quota(
+        hardness.priority,
+        hardness.mean_score,
+        k,
+        threshold=config.threshold,
+        min_positive_share=config.min_positive_share,
+    )
 
 
 def run_arm(
@@ -268,7 +286,7 @@ def run_arm(
         if config.student_in_queue:
             matrix = np.column_stack([matrix, student.predict_proba(data.features[candidates])])
         k = min(config.acquire_per_round, budget - len(labeled))
-        picks = _pick(strategy, matrix, candidates, k, seed * 100_003 + len(labeled), config.threshold)
+        picks = _pick(strategy, matrix, candidates, k, seed * 100_003 + len(labeled), config)
         labeled = np.concatenate([labeled, candidates[picks]])
 
 
@@ -438,7 +456,7 @@ def build_parser(defaults: RoadworkConfig | None = None) -> argparse.ArgumentPar
     p.add_argument("--strategies", default=",".join(d.strategies), help=helps["strategies"])
     for name in ("seeds", "initial_labels", "acquire_per_round", "max_labels", "image_size", "limit"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name), help=helps[name])
-    for name in ("positive_share", "test_fraction", "threshold", "regularization"):
+    for name in ("positive_share", "test_fraction", "threshold", "min_positive_share", "regularization"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name), help=helps[name])
     p.add_argument("--cascade-only", action="store_true", help="rank on the cascade alone (no trained model)")
     p.add_argument("--project", default=d.project, help=helps["project"])
