@@ -61,3 +61,13 @@ def test_simulate_options_go_to_the_simulator_parser(cli_env, capsys):
         main(["simulate", "--dataset", "mnist", "--help"])
     assert done.value.code == 0
     assert "--max-labels" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_simulate_roadwork_writes_its_report_where_the_dashboard_reads_it(cli_env):
+    """`hardcase simulate --dataset roadwork` goes to the roadwork replay and lands in data_dir/simulate."""
+    argv = ["--seeds", "1", "--limit", "8", "--max-labels", "6", "--image-size", "32", "--quiet"]
+    assert main(["simulate", "--dataset", "roadwork", *argv]) == 0
+    (report,) = (cli_env.data_dir / "simulate").glob("roadwork-*/curves.json")
+    document = json.loads(report.read_text())
+    assert document["config"]["project"] == "roadwork" and document["labels_saved"]["budget"] == 6

@@ -133,3 +133,11 @@ def test_overview_shows_the_simulator_saving_of_its_own_project_only(
     assert "25.5 labels saved" in html and "/simulate?run=roadwork-run" in html
     assert "Not enough versions yet" in html and "(0 so far)" in html
     assert "labels saved" not in client.get("/projects/other").text
+
+
+def test_simulate_page_shows_a_roadwork_report(client: TestClient, db: Session, settings: Settings) -> None:
+    """The roadwork report has the simulator's report shape: the /simulate page draws and tabulates it."""
+    write_roadwork_report(settings, "roadwork")
+    log_in(client, db, "rita", "reviewer")
+    page = client.get("/simulate?run=roadwork-run")
+    assert page.status_code == 200 and "roadwork" in page.text and "mcc 0.24" in page.text
