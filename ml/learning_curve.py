@@ -143,7 +143,8 @@ def fit_learning_curve(
     sd = np.array(_sds(pts, fallback=max(residual, DEFAULT_SD)))
     current = int(n.max())
     cost = labels_for_next_gain(law, current, gain)
-    grid = np.geomspace(n.min(), max(n.max() * 2.0, current + cost if math.isfinite(cost) else 0), 60)
+    # the plotted curve runs to where the next gain is bought, but never past 4× the labels used so far
+    grid = np.geomspace(n.min(), max(n.max() * 2.0, min(current + cost, n.max() * 4.0)), 60)
     rng = np.random.default_rng(seed)
     resampled = np.clip(y[None, :] + rng.normal(0.0, sd, size=(n_boot, y.size)), -1.0, 1.0)
     fits = zip(*_fit_many(n, resampled, _weights(sd, n.size)), strict=True)
