@@ -243,7 +243,7 @@ def _fit_student(data: RoadworkData, labeled: np.ndarray, config: RoadworkConfig
 
 def _pick(
     strategy: str, matrix: np.ndarray, candidates: np.ndarray, k: int, seed: int, config: RoadworkConfig
-):
+) -> np.ndarray:
     """The queue's choice of k: rank_matrix's priority, and for the ranked arms the queue's quota of likely
     positives (random stays plain random sampling, the literature's baseline)."""
     names = [f"m{i}" for i in range(matrix.shape[1])]
