@@ -50,6 +50,7 @@ def overview_page(
         accounting=accounting,
         accounting_chart=charts.label_accounting_chart(accounting.points, accounting.fit),
         labels_text=label_accounting.labels_text,
+        inf=float("inf"),
     )
 
 

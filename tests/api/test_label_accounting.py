@@ -21,7 +21,9 @@ from tests.utils.factories import make_project
 LAW = PowerLaw(a=0.85, b=2.0, c=0.5)
 
 
-def seed_versions(db: Session, project: Project, label_counts: list[int], *, stats: bool = True) -> None:
+def seed_versions(
+    db: Session, project: Project, label_counts: list[int], *, stats: bool = True, law: PowerLaw = LAW
+) -> None:
     """One dataset version and one model version per label count, MCC on LAW with a ±0.04 CI; the last is
     production. With `stats=False` the first version has no split counts (older freezes) and its rows say."""
     for number, n in enumerate(label_counts, start=1):
@@ -42,7 +44,7 @@ def seed_versions(db: Session, project: Project, label_counts: list[int], *, sta
                 db.flush()
                 split, label = ("holdout", 0) if index >= n else ("train", index % 2)
                 db.add(DatasetItem(dataset_version_id=version.id, item_id=item.id, label=label, split=split))
-        mcc = float(LAW(n))
+        mcc = float(law(n))
         db.add(
             ModelVersion(
                 project_id=project.id,
@@ -141,3 +143,14 @@ def test_simulate_page_shows_a_roadwork_report(client: TestClient, db: Session, 
     log_in(client, db, "rita", "reviewer")
     page = client.get("/simulate?run=roadwork-run")
     assert page.status_code == 200 and "roadwork" in page.text and "mcc 0.24" in page.text
+
+
+def test_overview_says_a_levelled_off_curve_buys_no_more_mcc(
+    client: TestClient, db: Session, settings: Settings
+) -> None:
+    """Three versions with the same MCC: the fit is flat and the page says labels alone will not buy +0.01."""
+    project = make_project(db, "roadwork")
+    seed_versions(db, project, [100, 200, 400], law=PowerLaw(a=0.7, b=0.0, c=0.5))
+    log_in(client, db, "rita", "reviewer")
+    html = client.get("/projects/roadwork").text
+    assert 'data-next-cost="∞"' in html and "not expected to buy it" in html
