@@ -12,6 +12,9 @@ The promoted model, run by the cascade without Hardcase or torch (needs numpy, p
     model.scores(["frame.jpg"])            # P(positive) exactly as the registry scored its holdout
     model.predict(["frame.jpg"])           # score >= the model's threshold
 
+A multiclass model (more than two classes) has no threshold: `scores` returns the class probabilities
+(n, K) in the order of `model.classes`, `predict` the argmax class names.
+
 With slice specialists promoted, production_model() returns a RoutedPredictor: given each image's metadata
 (`scores(images, metadata=[{"is_night": True}, ...])`) it runs the specialist of the first matching slice and
 the generalist for everything else.
@@ -188,8 +191,13 @@ class OnnxPredictor:
         return cls(session, config, **info)
 
     @property
-    def threshold(self) -> float:
-        return float(self.config["threshold"])
+    def multiclass(self) -> bool:
+        """More than two classes: the argmax decides, there is no threshold."""
+        return self.config.get("decision") == "argmax" or len(self.config["classes"]) > 2
+
+    @property
+    def threshold(self) -> float | None:
+        return None if self.multiclass else float(self.config["threshold"])
 
     @property
     def classes(self) -> list[str]:
@@ -223,17 +231,27 @@ class OnnxPredictor:
             out.append(self.session.run([self.config["output"]], {self.config["input"]: batch})[0])
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
 
-    def scores(self, images: Sequence[Any]) -> Any:
-        """P(positive class) per image: softmax(logits / temperature)[positive_class_index]."""
+    def probabilities(self, images: Sequence[Any]) -> Any:
+        """Class probabilities per image, (n, K) in the order of `classes`: softmax(logits / temperature)."""
         import numpy as np
 
         z = self.logits(images).astype(np.float64) / float(self.config["temperature"])
         z -= z.max(axis=1, keepdims=True)
-        probabilities = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+    def scores(self, images: Sequence[Any]) -> Any:
+        """P(positive class) per image (softmax(logits / temperature)[positive_class_index]); for a multiclass
+        model the class probabilities (n, K), as the registry scored its holdout."""
+        probabilities = self.probabilities(images)
+        if self.multiclass:
+            return probabilities
         return probabilities[:, int(self.config["positive_class_index"])]
 
-    def predict(self, images: Sequence[Any]) -> list[bool]:
-        """The model's decision per image: score >= its threshold (chosen for maximal MCC on val)."""
+    def predict(self, images: Sequence[Any]) -> list[bool] | list[str]:
+        """The model's decision per image: score >= its threshold (chosen for maximal MCC on val); for a
+        multiclass model the name of the most probable class."""
+        if self.multiclass:
+            return [self.classes[int(k)] for k in self.probabilities(images).argmax(axis=1)]
         return [bool(score >= self.threshold) for score in self.scores(images)]
 
 
@@ -250,7 +268,7 @@ class RoutedPredictor:
         return self.default.version
 
     @property
-    def threshold(self) -> float:
+    def threshold(self) -> float | None:
         return self.default.threshold
 
     @property
@@ -274,19 +292,21 @@ class RoutedPredictor:
         return groups.values()
 
     def scores(self, images: Sequence[Any], metadata: Sequence[dict[str, Any] | None] | None = None) -> Any:
-        """P(positive) per image, each from the model that serves its slice."""
+        """P(positive) per image (class probabilities (n, K) for multiclass), each from the model that serves
+        its slice."""
         import numpy as np
 
-        out = np.zeros(len(images), dtype=np.float64)
+        shape = (len(images), len(self.classes)) if self.default.multiclass else (len(images),)
+        out = np.zeros(shape, dtype=np.float64)
         for predictor, indexes in self._grouped(images, metadata):
             out[indexes] = predictor.scores([images[i] for i in indexes])
         return out
 
     def predict(
         self, images: Sequence[Any], metadata: Sequence[dict[str, Any] | None] | None = None
-    ) -> list[bool]:
-        """Each image's decision at the threshold of the model that serves its slice."""
-        decisions = [False] * len(images)
+    ) -> list[bool] | list[str]:
+        """Each image's decision by the model that serves its slice (threshold, or argmax class)."""
+        decisions: list[Any] = [False] * len(images)
         for predictor, indexes in self._grouped(images, metadata):
             for i, decision in zip(indexes, predictor.predict([images[i] for i in indexes]), strict=True):
                 decisions[i] = decision
