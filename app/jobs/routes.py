@@ -26,8 +26,9 @@ def enqueue_with(settings: Settings) -> service.Enqueue:
 
 
 @router.get("/jobs/kinds", response_model=list[JobKindRead], dependencies=[Depends(can.read_catalogue)])
-def list_kinds() -> list[dict]:
-    return service.job_kinds()
+def list_kinds(session: SessionDep, settings: SettingsDep) -> list[dict]:
+    """Every job kind with its config fields and whether a live worker can run it."""
+    return service.job_kinds(db_session=session, settings=settings)
 
 
 @router.get("/base-models", response_model=list[BaseModelRead], dependencies=[Depends(can.read_catalogue)])
