@@ -61,7 +61,12 @@ def create_job(
     body: JobCreate, user: can.ProjectAdmin, project: ProjectDep, session: SessionDep, settings: SettingsDep
 ) -> JobDetail:
     job = service.create_job(
-        db_session=session, project=project, job_in=body, user_id=user.id, settings=settings
+        db_session=session,
+        project=project,
+        job_in=body,
+        user_id=user.id,
+        settings=settings,
+        require_runnable=True,
     )
     session.commit()
     service.enqueue_job(db_session=session, job=job, enqueue=enqueue_with(settings))

@@ -152,8 +152,17 @@ def check_teacher(
 
 
 def create_job(
-    *, db_session: Session, project: Project, job_in: JobCreate, user_id: int | None, settings: Settings
+    *,
+    db_session: Session,
+    project: Project,
+    job_in: JobCreate,
+    user_id: int | None,
+    settings: Settings,
+    require_runnable: bool = False,
 ) -> Job:
+    """A queued job once its submission checks out; with `require_runnable` (a person submitting) it is also refused
+    when live workers exist and none can run it. Automated submitters (retraining loop, Label Studio) queue the
+    job anyway: a GPU worker that is down for now picks it up when it returns."""
     values = validated_submission(
         db_session=db_session,
         project=project,
@@ -163,7 +172,8 @@ def create_job(
         settings=settings,
     )
     check_teacher(db_session=db_session, settings=settings, project=project, kind=job_in.kind, values=values)
-    check_runnable(db_session=db_session, settings=settings, kind=job_in.kind, values=values)
+    if require_runnable:
+        check_runnable(db_session=db_session, settings=settings, kind=job_in.kind, values=values)
     dataset = db_session.scalar(
         select(DatasetVersion).where(
             DatasetVersion.project_id == project.id, DatasetVersion.version == job_in.dataset_version
