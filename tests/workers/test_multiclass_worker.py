@@ -95,6 +95,8 @@ def test_a_multiclass_project_trains_compares_and_serves_class_probabilities(
     versus = rows[classifier.version]["vs_production"]
     assert versus["n"] == distill.metrics["n"] and versus["production_version"] == distill.version
     assert versus["ci_low"] <= versus["mean"] <= versus["ci_high"]
+    page = admin.get(f"/projects/kinds/models?version={distill.version}").text
+    assert "data-per-class" in page and "dashcam_roadwork" in page and ">argmax<" in page
 
     with sessions() as session:
         stored = session.execute(
