@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import matthews_corrcoef
 
+from ml.dataset import DatasetRecord, StoredPrediction
 from ml.multiclass import (
     bootstrap_multiclass_mcc_difference,
     bootstrap_multiclass_mcc_interval,
@@ -67,6 +68,20 @@ def test_teacher_of_a_multiclass_item_is_the_weighted_mean_of_stored_probs(multi
     np.testing.assert_allclose(teacher_distribution(record, {}, 3), (vlm + clf) / 2)
     np.testing.assert_allclose(teacher_distribution(record, {"vlm": 3.0, "clf": 1.0}, 3), (3 * vlm + clf) / 4)
     assert teacher_distribution(record, {}, 2) is None  # K-class probs do not teach a 2-class student
+
+
+def test_a_cascade_model_that_only_names_a_class_votes_one_hot():
+    """A multiclass prediction with a class label but no probs counts as a one-hot vote in the teacher."""
+    predictions = [
+        StoredPrediction(model="vlm", probs=[0.2, 0.6, 0.2]),
+        StoredPrediction(model="rules", label="dashcam_roadwork"),
+        StoredPrediction(model="other", label="not-a-class"),
+    ]
+    record = DatasetRecord(
+        item_id=1, external_id="x", image="x.jpg", label=None, split="train", predictions=predictions
+    )
+    classes = ["clear", "roadwork", "dashcam_roadwork"]
+    np.testing.assert_allclose(teacher_distribution(record, {}, 3, classes), [0.1, 0.3, 0.6])
 
 
 def test_soft_term_vanishes_when_a_k_class_student_matches_the_teacher():

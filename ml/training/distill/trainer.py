@@ -48,25 +48,29 @@ def teacher_probability(record: DatasetRecord, weights: dict[str, float]) -> flo
     return None if distribution is None else distribution[1]
 
 
-def _stored_distribution(prediction: StoredPrediction, n_classes: int) -> list[float] | None:
-    """A cascade model's class probabilities for the item: its stored probs (K of them), or for two classes
-    its P(positive) score; None when it left neither."""
+def _stored_distribution(
+    prediction: StoredPrediction, n_classes: int, classes: list[str] | None = None
+) -> list[float] | None:
+    """A cascade model's class probabilities for the item: its stored probs (K of them), for two classes its
+    P(positive) score, for more a label naming one of `classes` as a one-hot vote; None when it left none."""
     if prediction.probs is not None and len(prediction.probs) == n_classes:
         return [float(v) for v in prediction.probs]
     if n_classes == 2 and prediction.score is not None:
         return [1.0 - float(prediction.score), float(prediction.score)]
+    if n_classes > 2 and classes and prediction.label in classes:
+        return [1.0 if name == prediction.label else 0.0 for name in classes]
     return None
 
 
 def teacher_distribution(
-    record: DatasetRecord, weights: dict[str, float], n_classes: int
+    record: DatasetRecord, weights: dict[str, float], n_classes: int, classes: list[str] | None = None
 ) -> list[float] | None:
     """Weighted mean of the cascade models' stored class probabilities (P(positive) scores for two classes,
-    the stored per-class probs for more); None when none of them scored the item."""
+    the stored per-class probs, or a label as a one-hot vote, for more); None when none of them scored it."""
     pairs = []
     for prediction in record.predictions:
         weight = weights.get(prediction.model, 0.0) if weights else 1.0
-        distribution = _stored_distribution(prediction, n_classes) if weight > 0 else None
+        distribution = _stored_distribution(prediction, n_classes, classes) if weight > 0 else None
         if distribution is not None:
             pairs.append((weight, np.asarray(distribution)))
     if not pairs:
@@ -75,9 +79,11 @@ def teacher_distribution(
     return [float(v) for v in mean]
 
 
-def teacher_extras(weights: dict[str, float], n_classes: int = 2):
+def teacher_extras(weights: dict[str, float], classes: list[str]):
+    n_classes = len(classes)
+
     def extras(record: DatasetRecord) -> dict[str, torch.Tensor]:
-        distribution = teacher_distribution(record, weights, n_classes)
+        distribution = teacher_distribution(record, weights, n_classes, classes)
         uniform = [1.0 / n_classes] * n_classes
         return {
             "teacher_probs": torch.tensor(
@@ -124,15 +130,13 @@ def distillation_loss(
 
 def training_records(dataset: DatasetVersionDir, config: DistillConfig) -> list[DatasetRecord]:
     """Labeled train items, plus unlabeled ones that have a teacher score when use_unlabeled."""
-    n_classes = len(dataset.info.classes)
+    classes = dataset.info.classes
 
     def usable(record: DatasetRecord) -> bool:
         if record.label is not None:
             return True
-        return (
-            config.use_unlabeled
-            and teacher_distribution(record, config.teacher_weights, n_classes) is not None
-        )
+        distribution = teacher_distribution(record, config.teacher_weights, len(classes), classes)
+        return config.use_unlabeled and distribution is not None
 
     return [r for r in split_records(dataset, "train", labeled_only=False) if usable(r)]
 
@@ -164,9 +168,8 @@ def teacher_metrics(
     classes = dataset.info.classes
 
     def scored(split) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [
-            (teacher_distribution(r, weights, len(classes)), r.label) for r in split_records(dataset, split)
-        ]
+        records = split_records(dataset, split)
+        pairs = [(teacher_distribution(r, weights, len(classes), classes), r.label) for r in records]
         pairs = [(p, label) for p, label in pairs if p is not None]
         return np.array([p for p, _ in pairs]).reshape(-1, len(classes)), np.array(
             [label for _, label in pairs]
@@ -233,7 +236,7 @@ def run(
         batch_size=config.batch_size,
         num_workers=config.num_workers,
         illumination=config.illumination,
-        extras=teacher_extras(config.teacher_weights, n_classes),
+        extras=teacher_extras(config.teacher_weights, dataset.info.classes),
     )
     labels = [r.label for r in train_records if r.label is not None]
     weights = class_weights(labels, config.class_weighting, n_classes)
