@@ -12,6 +12,9 @@ The promoted model, run by the cascade without Hardcase or torch (needs numpy, p
     model.scores(["frame.jpg"])            # P(positive) exactly as the registry scored its holdout
     model.predict(["frame.jpg"])           # score >= the model's threshold
 
+A multiclass model (more than two classes) has no threshold: `scores` returns the class probabilities
+(n, K) in the order of `model.classes`, `predict` the argmax class names.
+
 With slice specialists promoted, production_model() returns a RoutedPredictor: given each image's metadata
 (`scores(images, metadata=[{"is_night": True}, ...])`) it runs the specialist of the first matching slice and
 the generalist for everything else.
@@ -119,12 +122,15 @@ class HardcaseClient:
             raise IngestError(response.status_code, _json_or_text(response))
         return response.json()
 
-    def production_model(self, cache_dir: str | os.PathLike | None = None) -> OnnxPredictor | RoutedPredictor:
+    def production_model(
+        self, cache_dir: str | os.PathLike | None = None
+    ) -> OnnxPredictor | OnnxDetector | RoutedPredictor:
         """The promoted model as an onnxruntime predictor with its threshold and preprocessing applied; with
         slice specialists promoted, a RoutedPredictor holding the generalist and each slice's specialist.
 
         Artifacts are downloaded once per version into `cache_dir` (default ~/.cache/hardcase) and checked
-        against the registry's sha256; a model without an ONNX export (YOLO, VLM adapters) raises ModelError."""
+        against the registry's sha256; a YOLO detector comes back as an OnnxDetector (boxes after NMS); a model
+        without an ONNX export (VLM adapters) raises ModelError."""
         info = self.production_info()
         cache = Path(cache_dir or Path.home() / ".cache" / "hardcase")
         generalist = self._predictor(info, cache)
@@ -134,7 +140,7 @@ class HardcaseClient:
         specialists = [(route["slice"], self._predictor(route, cache)) for route in routes]
         return RoutedPredictor(default=generalist, routes=specialists)
 
-    def _predictor(self, info: dict[str, Any], cache: Path) -> OnnxPredictor:
+    def _predictor(self, info: dict[str, Any], cache: Path) -> OnnxPredictor | OnnxDetector:
         root = cache / self.project / f"v{info['version']}"
         folder = root / info["artifact_sha256"]
         if not (folder / ".complete").is_file():
@@ -142,6 +148,8 @@ class HardcaseClient:
         onnx_dir = next((p.parent for p in folder.rglob(PREDICTOR_FILE)), None)
         if onnx_dir is None:
             raise ModelError(f"{info['name']} v{info['version']} ({info['kind']}) has no ONNX export to run")
+        if json.loads((onnx_dir / PREDICTOR_FILE).read_text()).get("format", "").startswith(DETECTOR_FORMAT):
+            return OnnxDetector.load(onnx_dir, version=info["version"], name=info["name"])
         return OnnxPredictor.load(onnx_dir, version=info["version"], name=info["name"])
 
     def _download_artifact(self, info: dict[str, Any], folder: Path) -> None:
@@ -165,6 +173,7 @@ class ModelError(RuntimeError):
 
 
 PREDICTOR_FILE = "predictor.json"
+DETECTOR_FORMAT = "hardcase-onnx-detector/"
 
 
 @dataclass
@@ -188,8 +197,13 @@ class OnnxPredictor:
         return cls(session, config, **info)
 
     @property
-    def threshold(self) -> float:
-        return float(self.config["threshold"])
+    def multiclass(self) -> bool:
+        """More than two classes: the argmax decides, there is no threshold."""
+        return self.config.get("decision") == "argmax" or len(self.config["classes"]) > 2
+
+    @property
+    def threshold(self) -> float | None:
+        return None if self.multiclass else float(self.config["threshold"])
 
     @property
     def classes(self) -> list[str]:
@@ -223,17 +237,115 @@ class OnnxPredictor:
             out.append(self.session.run([self.config["output"]], {self.config["input"]: batch})[0])
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
 
-    def scores(self, images: Sequence[Any]) -> Any:
-        """P(positive class) per image: softmax(logits / temperature)[positive_class_index]."""
+    def probabilities(self, images: Sequence[Any]) -> Any:
+        """Class probabilities per image, (n, K) in the order of `classes`: softmax(logits / temperature)."""
         import numpy as np
 
         z = self.logits(images).astype(np.float64) / float(self.config["temperature"])
         z -= z.max(axis=1, keepdims=True)
-        probabilities = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+    def scores(self, images: Sequence[Any]) -> Any:
+        """P(positive class) per image (softmax(logits / temperature)[positive_class_index]); for a multiclass
+        model the class probabilities (n, K), as the registry scored its holdout."""
+        probabilities = self.probabilities(images)
+        if self.multiclass:
+            return probabilities
         return probabilities[:, int(self.config["positive_class_index"])]
 
+    def predict(self, images: Sequence[Any]) -> list[bool] | list[str]:
+        """The model's decision per image: score >= its threshold (chosen for maximal MCC on val); for a
+        multiclass model the name of the most probable class."""
+        if self.multiclass:
+            return [self.classes[int(k)] for k in self.probabilities(images).argmax(axis=1)]
+        return [bool(score >= self.threshold) for score in self.scores(images)]
+
+
+@dataclass
+class OnnxDetector:
+    """A promoted YOLO detector on onnxruntime (exported by ultralytics with NMS in the graph): boxes per image,
+    and the image-level score the registry measured (highest box confidence, 0 without a box) with its
+    threshold."""
+
+    session: Any
+    config: dict[str, Any]
+    version: int | None = None
+    name: str = ""
+
+    @classmethod
+    def load(cls, onnx_dir: str | os.PathLike, **info: Any) -> OnnxDetector:
+        import onnxruntime
+
+        folder = Path(onnx_dir)
+        config = json.loads((folder / PREDICTOR_FILE).read_text())
+        session = onnxruntime.InferenceSession(
+            str(folder / config["model"]), providers=["CPUExecutionProvider"]
+        )
+        return cls(session, config, **info)
+
+    multiclass = False  # an image-level positive score with a threshold, like a binary classifier
+
+    @property
+    def threshold(self) -> float:
+        return float(self.config["threshold"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.config["box_classes"])
+
+    def preprocess(self, image: Any) -> tuple[Any, tuple[float, float, float, int, int]]:
+        """A path, bytes or PIL image -> ((3, size, size) float32 letterboxed, (scale, pad_x, pad_y, w, h))."""
+        import numpy as np
+        from PIL import Image
+
+        size = int(self.config["image_size"])
+        source = io.BytesIO(image) if isinstance(image, bytes | bytearray) else image
+        picture = source.convert("RGB") if isinstance(source, Image.Image) else None
+        if picture is None:
+            with Image.open(source) as opened:
+                picture = opened.convert("RGB")
+        width, height = picture.size
+        scale = min(size / width, size / height)
+        new_w, new_h = round(width * scale), round(height * scale)
+        pad_x, pad_y = (size - new_w) / 2, (size - new_h) / 2
+        fill = int(self.config.get("letterbox_fill", 114))
+        canvas = Image.new("RGB", (size, size), (fill, fill, fill))
+        left, top = round(pad_x - 0.1), round(pad_y - 0.1)  # ultralytics' rounding of the border
+        canvas.paste(picture.resize((new_w, new_h), Image.BILINEAR), (left, top))
+        pixels = np.asarray(canvas, dtype=np.float32).transpose(2, 0, 1) / 255.0
+        return pixels, (scale, float(left), float(top), width, height)
+
+    def detections(self, images: Sequence[Any], min_confidence: float | None = None) -> list[list[dict]]:
+        """Per image its boxes after NMS, most confident first: {"box": [x1, y1, x2, y2] normalised to the
+        image, "class": name, "confidence"}; boxes below `min_confidence` (default: the export's) left out."""
+        import numpy as np
+
+        floor = float(self.config["min_confidence"] if min_confidence is None else min_confidence)
+        out = []
+        for image in images:
+            pixels, (scale, left, top, width, height) = self.preprocess(image)
+            rows = self.session.run([self.config["output"]], {self.config["input"]: pixels[None]})[0][0]
+            boxes = []
+            for x1, y1, x2, y2, confidence, cls in rows[np.argsort(-rows[:, 4])]:
+                if confidence <= 0 or confidence < floor:
+                    continue
+                corners = [(x1 - left) / scale / width, (y1 - top) / scale / height]
+                corners += [(x2 - left) / scale / width, (y2 - top) / scale / height]
+                box = [float(min(1.0, max(0.0, v))) for v in corners]
+                boxes.append({"box": box, "class": self.classes[int(cls)], "confidence": float(confidence)})
+            out.append(boxes)
+        return out
+
+    def scores(self, images: Sequence[Any]) -> Any:
+        """Image-level score: the highest box confidence (0 without a box), as the registry scored its holdout."""
+        import numpy as np
+
+        return np.array(
+            [max((b["confidence"] for b in found), default=0.0) for found in self.detections(images)]
+        )
+
     def predict(self, images: Sequence[Any]) -> list[bool]:
-        """The model's decision per image: score >= its threshold (chosen for maximal MCC on val)."""
+        """Whether each image shows the positive class: score >= the threshold chosen on val."""
         return [bool(score >= self.threshold) for score in self.scores(images)]
 
 
@@ -250,7 +362,7 @@ class RoutedPredictor:
         return self.default.version
 
     @property
-    def threshold(self) -> float:
+    def threshold(self) -> float | None:
         return self.default.threshold
 
     @property
@@ -274,19 +386,21 @@ class RoutedPredictor:
         return groups.values()
 
     def scores(self, images: Sequence[Any], metadata: Sequence[dict[str, Any] | None] | None = None) -> Any:
-        """P(positive) per image, each from the model that serves its slice."""
+        """P(positive) per image (class probabilities (n, K) for multiclass), each from the model that serves
+        its slice."""
         import numpy as np
 
-        out = np.zeros(len(images), dtype=np.float64)
+        shape = (len(images), len(self.classes)) if self.default.multiclass else (len(images),)
+        out = np.zeros(shape, dtype=np.float64)
         for predictor, indexes in self._grouped(images, metadata):
             out[indexes] = predictor.scores([images[i] for i in indexes])
         return out
 
     def predict(
         self, images: Sequence[Any], metadata: Sequence[dict[str, Any] | None] | None = None
-    ) -> list[bool]:
-        """Each image's decision at the threshold of the model that serves its slice."""
-        decisions = [False] * len(images)
+    ) -> list[bool] | list[str]:
+        """Each image's decision by the model that serves its slice (threshold, or argmax class)."""
+        decisions: list[Any] = [False] * len(images)
         for predictor, indexes in self._grouped(images, metadata):
             for i, decision in zip(indexes, predictor.predict([images[i] for i in indexes]), strict=True):
                 decisions[i] = decision

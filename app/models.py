@@ -5,7 +5,7 @@ from app.core.db import Base
 from app.datasets.models import DatasetItem, DatasetVersion, HoldoutItem
 from app.drift.models import DriftCheck
 from app.ingest.models import Item, Prediction
-from app.jobs.models import Job, JobMetric
+from app.jobs.models import Job, JobMetric, WorkerCapability
 from app.labels.models import Annotation, Flag, Review
 from app.loop.models import LoopRun, RetrainingPolicy
 from app.lsbackend.models import LabelStudioAnnotation
@@ -29,6 +29,7 @@ __all__ = [
     "Item",
     "Job",
     "JobMetric",
+    "WorkerCapability",
     "LabelStudioAnnotation",
     "LoginFailure",
     "LoopRun",

@@ -18,6 +18,7 @@ TASK_MODULES = [
     "workers.loop",
     "workers.lsbackend",
     "workers.metrics",  # signal handlers: task run times
+    "workers.capabilities",  # signal handlers: what this worker can run
 ]
 
 CPU_QUEUE = "cpu"

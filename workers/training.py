@@ -217,6 +217,7 @@ def complete(
             artifact_dir=Path(result.artifact_dir),
             threshold=result.threshold,
             holdout_scores=result.holdout_scores,
+            holdout_probs=result.holdout_probs,
             training_metrics=result.metrics,
             files=result.files,
             settings=settings,

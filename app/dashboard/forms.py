@@ -64,11 +64,15 @@ def form_field(field: dict[str, Any]) -> FormField:
 
 
 def kind_forms(kinds: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each kind with its fields, the base-model field first (the one knob almost everyone sets)."""
+    """Each kind with its fields, the base-model field first (the one knob almost everyone sets); the first
+    kind a live worker can run is the one shown (`selected`), the others are offered disabled with why."""
     out = []
     for kind in kinds:
         fields = [form_field(f) for f in kind["config_fields"]]
         base = kind.get("base_model_field")
         fields.sort(key=lambda f: f.name != base)
-        out.append({**kind, "fields": fields})
+        out.append({**kind, "fields": fields, "selected": False})
+    chosen = next((k for k in out if k.get("available", True)), None)
+    if chosen is not None:
+        chosen["selected"] = True
     return out

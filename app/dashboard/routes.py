@@ -88,7 +88,7 @@ def jobs_page(
         jobs=job_service.job_reads(db_session=session, jobs=jobs),
         versions=versions,
         selected_version=dataset_version or (versions[0].version if versions else None),
-        kinds=kind_forms(job_service.job_kinds()),
+        kinds=kind_forms(job_service.job_kinds(db_session=session, settings=settings)),
         base_models=base_models.base_model_choices(db_session=session, settings=settings, project=project),
     )
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.errors import ApiError
+from app.jobs.capabilities import kind_availability
 from app.projects.models import Project
 from app.registry.models import PRODUCTION, ModelVersion
 from ml.training import bases
@@ -158,10 +159,20 @@ def base_model_choices(
 def list_base_models(
     *, db_session: Session, settings: Settings, project: Project | None, kind: str | None
 ) -> list[dict]:
+    """The choices as the API lists them: kinds no live worker can run moved to `unavailable_kinds` with why."""
     if kind is not None and kind not in JOB_KINDS:
         raise ApiError(422, "kind", f"unknown job kind {kind!r}; known: {', '.join(sorted(JOB_KINDS))}")
     choices = base_model_choices(db_session=db_session, settings=settings, project=project, kind=kind)
-    return [c.as_dict() for c in choices]
+    availability = kind_availability(db_session=db_session, settings=settings)
+    out = []
+    for choice in choices:
+        row = choice.as_dict()
+        row["kinds"] = [k for k in choice.kinds if availability[k].available]
+        row["unavailable_kinds"] = {
+            k: availability[k].reason or "" for k in choice.kinds if not availability[k].available
+        }
+        out.append(row)
+    return out
 
 
 # --- checking a job's base at submission -----------------------------------------------------------------

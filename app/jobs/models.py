@@ -58,3 +58,17 @@ class JobMetric(Base):
     name: Mapped[str] = mapped_column(String(100))
     value: Mapped[float]
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkerCapability(Base):
+    """What a live worker can run, advertised at its start-up and refreshed while it lives: the job form and the
+    submission check offer only kinds some live worker can run."""
+
+    __tablename__ = "worker_capabilities"
+
+    worker_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    queues: Mapped[list] = mapped_column(default=list)
+    kinds: Mapped[dict] = mapped_column(default=dict)  # kind -> None (runs here) or why not
+    gpu: Mapped[bool] = mapped_column(default=False)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -26,8 +26,9 @@ def enqueue_with(settings: Settings) -> service.Enqueue:
 
 
 @router.get("/jobs/kinds", response_model=list[JobKindRead], dependencies=[Depends(can.read_catalogue)])
-def list_kinds() -> list[dict]:
-    return service.job_kinds()
+def list_kinds(session: SessionDep, settings: SettingsDep) -> list[dict]:
+    """Every job kind with its config fields and whether a live worker can run it."""
+    return service.job_kinds(db_session=session, settings=settings)
 
 
 @router.get("/base-models", response_model=list[BaseModelRead], dependencies=[Depends(can.read_catalogue)])
@@ -60,7 +61,12 @@ def create_job(
     body: JobCreate, user: can.ProjectAdmin, project: ProjectDep, session: SessionDep, settings: SettingsDep
 ) -> JobDetail:
     job = service.create_job(
-        db_session=session, project=project, job_in=body, user_id=user.id, settings=settings
+        db_session=session,
+        project=project,
+        job_in=body,
+        user_id=user.id,
+        settings=settings,
+        require_runnable=True,
     )
     session.commit()
     service.enqueue_job(db_session=session, job=job, enqueue=enqueue_with(settings))

@@ -29,6 +29,12 @@ class JobKindRead(BaseModel):
     queue: str
     base_model_field: str | None
     config_fields: list[dict[str, Any]]
+    available: bool = Field(
+        True, description="false: the live workers cannot run this kind (availability_note says why)"
+    )
+    availability_note: str | None = Field(
+        None, description="why no live worker can run it, or that no worker is running now"
+    )
 
 
 class BaseModelRead(BaseModel):
@@ -38,6 +44,10 @@ class BaseModelRead(BaseModel):
     pretrained: bool = Field(description="false: random initialisation, trained here from scratch")
     method: str = Field(description="what classifier_lora's method='auto' picks: lora or full")
     description: str
+    unavailable_kinds: dict[str, str] = Field(
+        default_factory=dict,
+        description="kinds that could start from it but no live worker can run now (removed from kinds), why",
+    )
 
 
 class JobProgress(BaseModel):

@@ -18,6 +18,7 @@ from app.core.db import utcnow
 from app.core.errors import ApiError
 from app.datasets.models import DatasetVersion
 from app.jobs.base_models import check_base_model
+from app.jobs.capabilities import check_runnable, kind_availability
 from app.jobs.models import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, Job, JobMetric
 from app.jobs.schemas import JobCreate, JobDetail, JobProgress, JobRead
 from app.projects.models import Project
@@ -54,7 +55,9 @@ def base_model_field(kind: str) -> str | None:
     return next((name for name in BASE_MODEL_FIELDS if name in names), None)
 
 
-def job_kinds() -> list[dict[str, Any]]:
+def job_kinds(*, db_session: Session, settings: Settings) -> list[dict[str, Any]]:
+    """Every job kind with its form fields and whether a live worker can run it (and why not)."""
+    availability = kind_availability(db_session=db_session, settings=settings)
     return [
         {
             "name": kind.name,
@@ -62,6 +65,8 @@ def job_kinds() -> list[dict[str, Any]]:
             "queue": kind.queue,
             "base_model_field": base_model_field(kind.name),
             "config_fields": config_fields(kind.name),
+            "available": availability[kind.name].available,
+            "availability_note": availability[kind.name].reason,
         }
         for kind in JOB_KINDS.values()
     ]
@@ -147,8 +152,17 @@ def check_teacher(
 
 
 def create_job(
-    *, db_session: Session, project: Project, job_in: JobCreate, user_id: int | None, settings: Settings
+    *,
+    db_session: Session,
+    project: Project,
+    job_in: JobCreate,
+    user_id: int | None,
+    settings: Settings,
+    require_runnable: bool = False,
 ) -> Job:
+    """A queued job once its submission checks out; with `require_runnable` (a person submitting) it is also refused
+    when live workers exist and none can run it. Automated submitters (retraining loop, Label Studio) queue the
+    job anyway: a GPU worker that is down for now picks it up when it returns."""
     values = validated_submission(
         db_session=db_session,
         project=project,
@@ -158,6 +172,8 @@ def create_job(
         settings=settings,
     )
     check_teacher(db_session=db_session, settings=settings, project=project, kind=job_in.kind, values=values)
+    if require_runnable:
+        check_runnable(db_session=db_session, settings=settings, kind=job_in.kind, values=values)
     dataset = db_session.scalar(
         select(DatasetVersion).where(
             DatasetVersion.project_id == project.id, DatasetVersion.version == job_in.dataset_version

@@ -26,7 +26,6 @@ from app.loop.service import resolve_base_model
 from app.projects.models import Project
 from app.registry import service as registry
 from app.registry.models import PRODUCTION, ModelVersion
-from ml.evaluation import slice_mcc
 
 log = logging.getLogger("hardcase.loop")
 
@@ -265,8 +264,8 @@ def slice_regressions(
     out = []
     for key in keys:
         per_item = [values[key].get(i) for i in ids]
-        mine = slice_mcc([cand[i] for i in ids], labels, model.threshold, per_item)
-        theirs = slice_mcc([prod[i] for i in ids], labels, production.threshold, per_item)
+        mine = registry.mcc_by_slice([cand[i] for i in ids], labels, model.threshold, per_item)
+        theirs = registry.mcc_by_slice([prod[i] for i in ids], labels, production.threshold, per_item)
         for name, figures in mine.items():
             drop = theirs[name]["mcc"] - figures["mcc"]
             if drop > tolerance:

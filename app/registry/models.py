@@ -58,7 +58,8 @@ class HoldoutScore(Base):
         ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
     )
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
-    score: Mapped[float]
+    score: Mapped[float]  # P(positive); for a multiclass model the top-1 probability
+    probs: Mapped[list | None] = mapped_column(default=None)  # multiclass: the class probabilities
 
 
 class StageChange(Base):

@@ -34,6 +34,15 @@ from ml.evaluation import (
     reliability_curve,
     slice_mcc,
 )
+from ml.multiclass import (
+    bootstrap_multiclass_mcc_difference,
+    bootstrap_multiclass_mcc_interval,
+    multiclass_mcc,
+    multiclass_metrics,
+    per_class_metrics,
+    slice_multiclass_mcc,
+    top1_reliability,
+)
 from ml.slices import slice_label, slice_matches
 from ml.training.common.artifacts import stamp_model_card
 
@@ -63,10 +72,19 @@ def is_positive(label: int | None, boxes: list | None) -> int:
 
 
 def holdout_truth(*, db_session: Session, dataset_version_id: int) -> dict[int, int]:
+    """Holdout item -> truth: positive or not (binary, detection), the class index (multiclass)."""
     query = select(DatasetItem.item_id, DatasetItem.label, DatasetItem.boxes).where(
         DatasetItem.dataset_version_id == dataset_version_id, DatasetItem.split == "holdout"
     )
-    return {item_id: is_positive(label, boxes) for item_id, label, boxes in db_session.execute(query)}
+    kind = db_session.scalar(
+        select(Project.kind)
+        .join(DatasetVersion, DatasetVersion.project_id == Project.id)
+        .where(DatasetVersion.id == dataset_version_id)
+    )
+    rows = db_session.execute(query)
+    if kind == "multiclass":
+        return {item_id: int(label) for item_id, label, _ in rows if label is not None}
+    return {item_id: is_positive(label, boxes) for item_id, label, boxes in rows}
 
 
 def slice_values(*, db_session: Session, item_ids: list[int], keys: list[str]) -> dict[str, dict[int, Any]]:
@@ -78,13 +96,25 @@ def slice_values(*, db_session: Session, item_ids: list[int], keys: list[str]) -
     return out
 
 
+def is_multiclass(scores: dict[int, Any]) -> bool:
+    """Multiclass models store class probabilities per item (lists), binary ones P(positive) (floats)."""
+    return any(isinstance(v, list) for v in scores.values())
+
+
 def holdout_evaluation(
-    scores: dict[int, float], truth: dict[int, int], threshold: float, slices: dict[str, dict[int, Any]]
+    scores: dict[int, Any],
+    truth: dict[int, int],
+    threshold: float,
+    slices: dict[str, dict[int, Any]],
+    classes: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Every registry metric on the items both scored and labeled: MCC first, calibration, per-slice MCC."""
+    """Every registry metric on the items both scored and labeled: MCC first, calibration, per-slice MCC;
+    for class probabilities (multiclass) at the argmax, with per-class precision, recall and F1."""
     ids = sorted(set(scores) & set(truth))
     if not ids:
         raise ValueError("holdout_scores: no scored item is in the labeled holdout")
+    if is_multiclass(scores):
+        return _multiclass_evaluation(scores, truth, ids, slices, classes)
     s = np.array([scores[i] for i in ids], dtype=np.float64)
     y = np.array([truth[i] for i in ids], dtype=np.int64)
     metrics: dict[str, Any] = binary_metrics(s, y, threshold)
@@ -97,29 +127,75 @@ def holdout_evaluation(
     return finite(metrics)
 
 
-def stored_scores(*, db_session: Session, model_version_id: int) -> dict[int, float]:
-    query = select(HoldoutScore.item_id, HoldoutScore.score).where(
+def _multiclass_evaluation(
+    scores: dict[int, list[float]],
+    truth: dict[int, int],
+    ids: list[int],
+    slices: dict[str, dict[int, Any]],
+    classes: list[str] | None,
+) -> dict[str, Any]:
+    probs = np.array([scores[i] for i in ids], dtype=np.float64)
+    y = np.array([truth[i] for i in ids], dtype=np.int64)
+    names = (
+        list(classes)
+        if classes and len(classes) == probs.shape[1]
+        else [str(k) for k in range(probs.shape[1])]
+    )
+    predictions = probs.argmax(axis=1)
+    metrics: dict[str, Any] = multiclass_metrics(probs, y, names)
+    metrics["decision"] = "argmax"
+    metrics["per_class"] = per_class_metrics(y, predictions, names)
+    metrics["mcc_ci"] = bootstrap_multiclass_mcc_interval(predictions, y, len(names), n_boot=N_BOOT)
+    metrics["missing_scores"] = len(set(truth) - set(scores))
+    metrics["reliability"] = top1_reliability(probs, y)
+    metrics["slices"] = {
+        key: slice_multiclass_mcc(predictions, y, len(names), [values.get(i) for i in ids])
+        for key, values in slices.items()
+    }
+    return finite(metrics)
+
+
+def mcc_by_slice(scores: list[Any], labels: Any, threshold: float, values: list[Any]) -> dict[str, dict]:
+    """Per-slice MCC of stored scores: at `threshold` for P(positive), at the argmax for class probabilities."""
+    if scores and isinstance(scores[0], list):
+        predictions = np.array(scores).argmax(axis=1)
+        return slice_multiclass_mcc(predictions, labels, len(scores[0]), values)
+    return slice_mcc(scores, labels, threshold, values)
+
+
+def stored_scores(*, db_session: Session, model_version_id: int) -> dict[int, Any]:
+    """Item -> the stored holdout score: P(positive), or the class probabilities of a multiclass model."""
+    query = select(HoldoutScore.item_id, HoldoutScore.score, HoldoutScore.probs).where(
         HoldoutScore.model_version_id == model_version_id
     )
-    return dict(db_session.execute(query).all())
+    return {item_id: score if probs is None else probs for item_id, score, probs in db_session.execute(query)}
 
 
 def compare_models(
     *,
-    candidate_scores: dict[int, float],
+    candidate_scores: dict[int, Any],
     candidate_threshold: float,
-    baseline_scores: dict[int, float],
+    baseline_scores: dict[int, Any],
     baseline_threshold: float,
     truth: dict[int, int],
     n_boot: int = N_BOOT,
 ) -> dict[str, Any] | None:
-    """Paired bootstrap of the MCC difference on the items both models scored; None without overlap."""
+    """Paired bootstrap of the MCC difference on the items both models scored (at each model's threshold, or
+    the argmax of class probabilities); None without overlap or when one is multiclass and the other not."""
     ids = sorted(set(candidate_scores) & set(baseline_scores) & set(truth))
-    if not ids:
+    if not ids or is_multiclass(candidate_scores) != is_multiclass(baseline_scores):
         return None
+    labels = [truth[i] for i in ids]
+    if is_multiclass(candidate_scores):
+        cand_pred = np.array([candidate_scores[i] for i in ids]).argmax(axis=1)
+        base_pred = np.array([baseline_scores[i] for i in ids]).argmax(axis=1)
+        n_classes = len(candidate_scores[ids[0]])
+        diff = bootstrap_multiclass_mcc_difference(cand_pred, base_pred, labels, n_classes, n_boot=n_boot)
+        cand_mcc = multiclass_mcc(labels, cand_pred, n_classes)
+        base_mcc = multiclass_mcc(labels, base_pred, n_classes)
+        return finite({"n": len(ids), "mcc": cand_mcc, "production_mcc": base_mcc, **diff})
     cand = [candidate_scores[i] for i in ids]
     base = [baseline_scores[i] for i in ids]
-    labels = [truth[i] for i in ids]
     diff = bootstrap_mcc_difference(
         cand, base, labels, candidate_threshold, baseline_threshold, n_boot=n_boot
     )
@@ -163,17 +239,20 @@ def register_model_version(
     files: dict[str, str],
     settings: Settings,
     method: str = "",
+    holdout_probs: dict[int, list[float]] | None = None,
 ) -> ModelVersion:
     """A new candidate from a finished job, with holdout metrics and the comparison to production; its name
     says how it was trained (e.g. roadwork-classifier_lora-full vs -lora)."""
     existing = db_session.scalar(select(ModelVersion).where(ModelVersion.job_id == job.id))
     if existing is not None:
         return existing
-    scores = {int(k): float(v) for k, v in holdout_scores.items()}
+    scores: dict[int, Any] = {int(k): float(v) for k, v in holdout_scores.items()}
+    if holdout_probs:  # multiclass: the class probabilities are what is measured and compared
+        scores = {int(k): [float(p) for p in v] for k, v in holdout_probs.items()}
     truth = holdout_truth(db_session=db_session, dataset_version_id=job.dataset_version_id)
     keys = list(dict.fromkeys([*SLICE_KEYS, *(job.slice_keys or [])]))
     slices = slice_values(db_session=db_session, item_ids=sorted(truth), keys=keys)
-    metrics = holdout_evaluation(scores, truth, threshold, slices)
+    metrics = holdout_evaluation(scores, truth, threshold, slices, list(project.classes or []))
     production = production_model(db_session=db_session, project=project)
     spec = dataset_slice(db_session=db_session, dataset_version_id=job.dataset_version_id)
     if spec is not None:
@@ -219,10 +298,19 @@ def register_model_version(
     )
     db_session.add(model)
     db_session.flush()
-    rows = [{"model_version_id": model.id, "item_id": i, "score": s} for i, s in scores.items() if i in truth]
+    rows = [
+        {"model_version_id": model.id, "item_id": i, **stored_row(s)} for i, s in scores.items() if i in truth
+    ]
     if rows:
         db_session.execute(insert(HoldoutScore), rows)
     return model
+
+
+def stored_row(score: Any) -> dict[str, Any]:
+    """A holdout_scores row's values: P(positive), or the top-1 probability beside the class probabilities."""
+    if isinstance(score, list):
+        return {"score": max(score), "probs": score}
+    return {"score": score, "probs": None}
 
 
 # --- reading ------------------------------------------------------------------------------------------------
@@ -307,6 +395,11 @@ def mcc_interval(*, db_session: Session, model: ModelVersion) -> dict | None:
     ids = sorted(set(scores) & set(truth))
     if not ids:
         return None
+    if is_multiclass(scores):
+        predictions = np.array([scores[i] for i in ids]).argmax(axis=1)
+        n_classes = len(scores[ids[0]])
+        labels = [truth[i] for i in ids]
+        return finite(bootstrap_multiclass_mcc_interval(predictions, labels, n_classes, n_boot=N_BOOT))
     return finite(
         bootstrap_mcc_interval(
             [scores[i] for i in ids], [truth[i] for i in ids], model.threshold, n_boot=N_BOOT

@@ -62,3 +62,6 @@ class TrainingResult:
     holdout_scores: dict[int, float]  # item_id -> P(positive) on the project's holdout
     files: dict[str, str] = field(default_factory=dict)  # role -> path relative to artifact_dir
     method: str = ""  # how it was trained ('lora', 'full', ...): part of the registry version's name
+    # multiclass (K > 2) only: item_id -> class probabilities; holdout_scores then hold the top-1 probability
+    # and `threshold` is unused (the argmax decides)
+    holdout_probs: dict[int, list[float]] = field(default_factory=dict)

@@ -146,3 +146,74 @@ def tiny_vlm(tmp_path_factory) -> Path:
     from ml.training.vlm.tiny import build_tiny_qwen2_vl
 
     return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny") / "qwen2-vl")
+
+
+MULTICLASS = ("clear", "roadwork", "dashcam_roadwork")
+
+
+def multiclass_class_of(photo: dict) -> int:
+    """Three classes from the real photos: no roadwork, roadwork (TRACON), roadwork seen from a dash cam (VTTI)."""
+    if photo["label"] == 0:
+        return 0
+    return 2 if photo["source"] == "vtti" else 1
+
+
+def write_multiclass_dataset(
+    root: Path, *, per_class: int = 16, n_unlabeled: int = 0, seed: int = 0
+) -> DatasetVersionDir:
+    """A 3-class dataset version of real photos, stratified splits, two cascade models storing class probs."""
+    rng = np.random.default_rng(seed)
+    pool, _ = roadwork_pool()
+    by_class: dict[int, list[dict]] = {0: [], 1: [], 2: []}
+    for photo in pool:
+        by_class[multiclass_class_of(photo)].append(photo)
+    chosen = []
+    for k, photos in by_class.items():
+        picks = rng.permutation(len(photos))[: per_class + (n_unlabeled if k == 0 else 0)]
+        chosen += [(k, photos[i]) for i in picks]
+    records, index = [], 0
+    for k in range(3):
+        members = [photo for label, photo in chosen if label == k]
+        labeled, unlabeled = members[:per_class], members[per_class:]
+        n_val = n_holdout = max(1, round(0.25 * len(labeled)))
+        for rank, photo in enumerate(labeled + unlabeled):
+            split = "val" if rank < n_val else "holdout" if rank < n_val + n_holdout else "train"
+            index += 1
+            records.append(
+                DatasetRecord(
+                    item_id=index,
+                    external_id=f"{photo['source']}/{photo['image'].stem}",
+                    image=str(photo["image"]),
+                    label=None if rank >= per_class else k,
+                    split=split,
+                    predictions=_multiclass_predictions(k, rng),
+                    metadata={"camera_id": f"cam-{index % 3}", "is_night": photo["is_night"]},
+                )
+            )
+    info = DatasetInfo(
+        project="roadwork-kinds",
+        version=1,
+        kind="multiclass",
+        classes=list(MULTICLASS),
+        question="Which kind of scene is this?",
+        content_hash=f"multiclass-{seed}-{per_class}",
+    )
+    return write_dataset_dir(root, info, records)
+
+
+def _multiclass_predictions(label: int, rng: np.random.Generator) -> list[StoredPrediction]:
+    out = []
+    for model, skill in (("vlm", 2.0), ("clf", 1.0)):
+        logits = rng.normal(0.0, 1.0, 3)
+        logits[label] += skill
+        probs = np.exp(logits) / np.exp(logits).sum()
+        out.append(
+            StoredPrediction(model=model, model_version="1", probs=[round(float(p), 6) for p in probs])
+        )
+    return out
+
+
+@pytest.fixture
+def multiclass_dataset_dir(tmp_path: Path) -> DatasetVersionDir:
+    """48 labeled items of 3 classes (16 each), stratified train/val/holdout, two cascade models' class probs."""
+    return write_multiclass_dataset(tmp_path / "multiclass")

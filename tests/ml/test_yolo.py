@@ -60,8 +60,9 @@ def test_training_writes_weights_data_threshold_metrics_and_model_card(trained):
     result, _, _ = trained
 
     for role, name in result.files.items():
-        assert (result.artifact_dir / name).is_file(), role
-    assert set(result.files) == {"weights", "data", "threshold", "metrics", "model_card"}
+        assert (result.artifact_dir / name).exists(), role
+    assert set(result.files) == {"weights", "data", "threshold", "metrics", "model_card", "onnx"}
+    assert (result.artifact_dir / "onnx" / "model.onnx").is_file()
     assert json.loads((result.artifact_dir / "threshold.json").read_text())["threshold"] == result.threshold
     assert json.loads((result.artifact_dir / "metrics.json").read_text()) == pytest.approx(result.metrics)
     assert f"{result.threshold:.4f}" in (result.artifact_dir / "README.md").read_text()
@@ -157,3 +158,39 @@ def test_a_local_checkpoint_is_fine_tuned_further(trained, dataset, tmp_path):
     tuned = run(config, dataset, reporter, tmp_path)
     assert reporter.lines[0].startswith(f"training {config.model}")
     assert set(tuned.holdout_scores) == set(result.holdout_scores)
+
+
+def test_the_detector_is_exported_to_onnx_by_ultralytics_and_runs_on_onnxruntime(trained, dataset):
+    """best.pt is exported by ultralytics (offline, NMS in the graph) beside the .pt with its sha256; onnxruntime
+    runs it on a real photo and the client's OnnxDetector gives boxes and image scores close to the .pt's."""
+    import hashlib
+
+    import numpy as np
+    import onnxruntime
+
+    from app.client import OnnxDetector
+
+    result, _, _ = trained
+    assert result.files["onnx"] == "onnx" and result.files["weights"] == "best.pt"
+    folder = result.artifact_dir / "onnx"
+    config = json.loads((folder / "predictor.json").read_text())
+    assert config["model_sha256"] == hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
+    assert config["threshold"] == pytest.approx(result.threshold)
+
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    size = TINY["image_size"]
+    [output] = session.run(None, {"images": np.zeros((1, 3, size, size), dtype=np.float32)})
+    assert output.shape == (1, 300, 6)
+
+    detector = OnnxDetector.load(folder)
+    holdout = [r for r in dataset.records("holdout") if r.item_id in result.holdout_scores]
+    images = [dataset.image_path(r) for r in holdout]
+    found = detector.detections(images)
+    for boxes in found:
+        for box in boxes:
+            x1, y1, x2, y2 = box["box"]
+            assert 0 <= x1 <= x2 <= 1 and 0 <= y1 <= y2 <= 1 and box["class"] in detector.classes
+    scores = detector.scores(images)
+    # same weights; ultralytics' own letterbox (cv2, rectangular) differs slightly from the square PIL one
+    np.testing.assert_allclose(scores, [result.holdout_scores[r.item_id] for r in holdout], atol=0.05)
+    assert detector.predict(images) == [bool(s >= result.threshold) for s in scores]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -63,7 +64,14 @@ def submit(admin, kind: str, base_model: str | None, config: dict) -> int:
     return response.json()["id"]
 
 
-def test_vlm_sft_dpo_and_yolo_jobs_train_into_the_registry(app, db, sessions, worker_settings, tiny_vlm):  # noqa: F811
+def test_vlm_sft_dpo_and_yolo_jobs_train_into_the_registry(
+    app,
+    db,
+    sessions,
+    worker_settings,  # noqa: F811
+    tiny_vlm,
+    tmp_path,
+):
     _, box_classes = roadwork_pool()
     project = make_project(db, "roadwork", box_classes=box_classes)
     admin, annotator = client_as(app, db, "admin")
@@ -92,3 +100,30 @@ def test_vlm_sft_dpo_and_yolo_jobs_train_into_the_registry(app, db, sessions, wo
         assert 0.0 <= model.threshold <= 1.0
     yolo_metrics = admin.get("/api/v1/projects/roadwork/models").json()
     assert any("map50" in str(row) for row in yolo_metrics), "the detector's mAP reaches the registry"
+    assert_the_promoted_detector_runs_on_onnxruntime(app, db, sessions, versions["yolo"], tmp_path)
+
+
+def assert_the_promoted_detector_runs_on_onnxruntime(app, db, sessions, model, tmp_path) -> None:
+    """The promoted YOLO version's ultralytics ONNX export comes back from production_model() as an
+    OnnxDetector whose image scores are close to the registry's stored ones (same weights, PIL letterbox)."""
+    from app.client import HardcaseClient, OnnxDetector
+    from app.ingest.models import Item
+    from app.registry.models import HoldoutScore
+    from tests.api.test_production_predictor import AppTransport
+    from tests.utils.factories import make_key
+
+    admin, _ = client_as(app, db, "admin", "promoter")
+    promote = {"force": True, "reason": "test holdout is small"}
+    assert admin.post(f"/api/v1/projects/roadwork/models/{model.version}/promote", json=promote).is_success
+    with sessions() as session:
+        stored = session.execute(
+            select(Item.image_uri, HoldoutScore.score)
+            .join(HoldoutScore, HoldoutScore.item_id == Item.id)
+            .where(HoldoutScore.model_version_id == model.id)
+        ).all()
+    key = make_key(db, scopes=["models"])
+    with HardcaseClient("http://h", api_key=key, project="roadwork", transport=AppTransport(app)) as client:
+        detector = client.production_model(cache_dir=tmp_path / "cache")
+    assert isinstance(detector, OnnxDetector) and detector.threshold == pytest.approx(model.threshold)
+    paths = [str(app.state.blobs.path_for(sha_from_uri(uri))) for uri, _ in stored]
+    assert np.allclose(detector.scores(paths), [score for _, score in stored], atol=0.05)

@@ -13,7 +13,7 @@ from torch import nn
 from ml.dataset import DatasetVersionDir
 from ml.training.bases import ResolvedBase, resolve_base
 from ml.training.classifier_lora.config import ClassifierLoraConfig, module_names
-from ml.training.common.data import class_weights, require_binary, split_data, split_records
+from ml.training.common.data import class_weights, require_classes, split_data, split_records
 from ml.training.common.finalize import classifier_result, train_and_calibrate
 from ml.training.common.loop import logits_of
 from ml.training.common.models import (
@@ -89,7 +89,7 @@ def save_models(
 def run(
     config: ClassifierLoraConfig, dataset: DatasetVersionDir, reporter: Reporter, workdir: Path
 ) -> TrainingResult:
-    require_binary(dataset)
+    n_classes = require_classes(dataset)
     device = resolve_device(config.device)
     base = resolve_base(config.base_model, workdir)
     method = chosen_method(config, base)
@@ -111,13 +111,15 @@ def run(
         num_workers=config.num_workers,
         illumination=config.illumination,
     )
-    weights = class_weights([r.label for r in train_records], config.class_weighting).to(device)
+    weights = class_weights([r.label for r in train_records], config.class_weighting, n_classes).to(device)
 
     def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return F.cross_entropy(logits_of(model, batch["pixel_values"]), batch["labels"], weight=weights)
 
     extra = {"trainable_params": float(trainable), "total_params": float(total)}
-    calibration, metrics = train_and_calibrate(model, data, loss_fn, config, device, reporter, workdir, extra)
+    calibration, metrics = train_and_calibrate(
+        model, data, loss_fn, config, device, reporter, workdir, extra, classes=dataset.info.classes
+    )
 
     artifact_dir = workdir / "artifacts"
     model_files, merged = save_models(

@@ -50,6 +50,7 @@ def write_model_card(
     settings: dict[str, Any],
     slices: dict[str, dict] | None = None,
     usage: str = "",
+    per_class: dict[str, dict] | None = None,
 ) -> dict[str, str]:
     """README.md: what was trained, on which dataset version, its decision rule and holdout figures."""
     lines = [
@@ -62,7 +63,7 @@ def write_model_card(
         _classes_line(dataset),
         f"- **Decision rule**: {decision_rule}",
         "",
-        "## Holdout metrics (at the threshold above)",
+        "## Holdout metrics (at the decision rule above)",
         "",
         "| metric | value |",
         "|---|---|",
@@ -73,6 +74,18 @@ def write_model_card(
         *[f"- {name}: {_fmt(value)}" for name, value in metrics.items() if name not in CARD_METRICS],
         "",
     ]
+    if per_class:
+        lines += [
+            "## Holdout metrics per class (argmax decision)",
+            "",
+            "| class | precision | recall | f1 | n |",
+            "|---|---|---|---|---|",
+            *[
+                f"| {name} | {_fmt(v['precision'])} | {_fmt(v['recall'])} | {_fmt(v['f1'])} | {int(v['n'])} |"
+                for name, v in per_class.items()
+            ],
+            "",
+        ]
     if slices:
         lines += [
             "## Holdout MCC by slice",

@@ -97,22 +97,42 @@ def split_records(
     return [r for r in dataset.records(split) if r.label is not None or not labeled_only]
 
 
-def require_binary(dataset: DatasetVersionDir) -> None:
+def require_classes(dataset: DatasetVersionDir) -> int:
+    """The number of classes K an image classifier trains on: a binary dataset (K = 2, both classes labeled
+    in train and val) or a multiclass one (K >= 2 classes, at least two of them labeled in train and val)."""
     info = dataset.info
-    if info.kind != "binary" or len(info.classes) != 2:
-        raise ValueError(f"dataset: image classifier jobs need a binary dataset, got kind={info.kind!r}")
+    if info.kind not in ("binary", "multiclass") or len(info.classes) < 2:
+        raise ValueError(
+            f"dataset: image classifier jobs need a binary or multiclass dataset, got kind={info.kind!r}"
+        )
+    if info.kind == "binary" and len(info.classes) != 2:
+        raise ValueError(f"dataset: a binary dataset has 2 classes, this one {len(info.classes)}")
+    n_classes = len(info.classes)
     for split in ("train", "val"):
         labels = {r.label for r in split_records(dataset, split)}
-        if labels != {0, 1}:
+        if not labels <= set(range(n_classes)):
+            raise ValueError(f"dataset: the {split} split has labels outside 0..{n_classes - 1}")
+        if n_classes == 2 and labels != {0, 1}:
             raise ValueError(f"dataset: the {split} split needs both classes labeled, has {sorted(labels)}")
+        if len(labels) < 2:
+            raise ValueError(
+                f"dataset: the {split} split needs at least two classes labeled, has {sorted(labels)}"
+            )
+    return n_classes
 
 
-def class_weights(labels: Sequence[int], mode: str) -> torch.Tensor:
-    """Inverse-frequency weights (mean 1 over items) so the rare positive class is not drowned out."""
-    counts = np.bincount(np.asarray([x for x in labels if x != NO_LABEL], dtype=np.int64), minlength=2)
-    if mode == "none" or (counts == 0).any():
-        return torch.ones(2)
-    return torch.tensor(counts.sum() / (2.0 * counts), dtype=torch.float32)
+def class_weights(labels: Sequence[int], mode: str, n_classes: int = 2) -> torch.Tensor:
+    """Inverse-frequency weights (mean 1 over items) so a rare class is not drowned out; a class with no train
+    item gets weight 1 (it never appears in the loss's targets anyway)."""
+    counts = np.bincount(
+        np.asarray([x for x in labels if x != NO_LABEL], dtype=np.int64), minlength=n_classes
+    ).astype(np.float64)
+    present = counts > 0
+    if mode == "none" or present.sum() < 2:
+        return torch.ones(n_classes)
+    weights = np.ones(n_classes)
+    weights[present] = counts[present].sum() / (present.sum() * counts[present])
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 def epoch_batches(n_items: int, batch_size: int, epoch: int, seed: int) -> list[list[int]]:

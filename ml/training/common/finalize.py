@@ -13,11 +13,12 @@ from torch import nn
 
 from ml.dataset import DatasetInfo
 from ml.evaluation import apply_temperature, fit_temperature, mcc_optimal_threshold
+from ml.multiclass import ARGMAX_THRESHOLD, fit_multiclass_temperature, multiclass_mcc, softmax
 from ml.training.common.artifacts import write_decision_files, write_model_card
 from ml.training.common.config import ImageTrainingConfig
 from ml.training.common.data import SplitData
 from ml.training.common.ema import WeightEMA
-from ml.training.common.holdout import holdout_report
+from ml.training.common.holdout import holdout_report, multiclass_holdout_report
 from ml.training.common.loop import Evaluate, LossFn, predict_logits, train_steps, val_mcc_evaluator
 from ml.training.reporting import Reporter, TrainingResult
 
@@ -32,6 +33,13 @@ class Calibration:
     holdout_metrics: dict[str, float]
     slices: dict[str, dict] = field(default_factory=dict)
     reliability: list[dict] = field(default_factory=list)
+    classes: list[str] = field(default_factory=lambda: ["negative", "positive"])
+    holdout_probs: dict[int, list[float]] = field(default_factory=dict)  # multiclass only: softmax per item
+    per_class: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def multiclass(self) -> bool:
+        return len(self.classes) > 2
 
 
 def keep_better_weights(
@@ -62,15 +70,22 @@ def calibrate_and_score(
     weights: str,
     calibrate: bool,
     n_thresholds: int,
+    classes: list[str] | None = None,
 ) -> Calibration:
-    """Temperature and threshold from val only; every holdout number at that frozen threshold."""
+    """Temperature and threshold from val only; every holdout number at that frozen threshold (for more than
+    two classes: the temperature from val, the argmax decides)."""
+    classes = list(classes or ["negative", "positive"])
     val_logits, val_labels = predict_logits(model, data.val, device)
+    holdout_logits, holdout_labels = predict_logits(model, data.holdout, device)
+    if len(classes) > 2:
+        return _multiclass_calibration(
+            val_logits, val_labels, holdout_logits, holdout_labels, data, weights, calibrate, classes
+        )
     val_z = _binary_logit(val_logits)
     temperature = fit_temperature(val_z, val_labels) if calibrate else 1.0
     threshold, val_mcc = mcc_optimal_threshold(
         apply_temperature(val_z, temperature), val_labels, n_thresholds
     )
-    holdout_logits, holdout_labels = predict_logits(model, data.holdout, device)
     holdout_scores = apply_temperature(_binary_logit(holdout_logits), temperature)
     labeled = holdout_labels >= 0
     labeled_records = [r for r, keep in zip(data.holdout_records, labeled, strict=True) if keep]
@@ -86,6 +101,41 @@ def calibrate_and_score(
         holdout_metrics=report.metrics,
         slices=report.slices,
         reliability=report.reliability,
+        classes=classes,
+    )
+
+
+def _multiclass_calibration(
+    val_logits: np.ndarray,
+    val_labels: np.ndarray,
+    holdout_logits: np.ndarray,
+    holdout_labels: np.ndarray,
+    data: SplitData,
+    weights: str,
+    calibrate: bool,
+    classes: list[str],
+) -> Calibration:
+    """softmax(logits / T) with T fitted on val; holdout scores are the top-1 probability, the full
+    distribution goes to `holdout_probs` (what the registry measures)."""
+    temperature = fit_multiclass_temperature(val_logits, val_labels) if calibrate else 1.0
+    val_mcc = multiclass_mcc(val_labels, val_logits.argmax(axis=1), len(classes))
+    probs = softmax(holdout_logits, temperature)
+    labeled = holdout_labels >= 0
+    labeled_records = [r for r, keep in zip(data.holdout_records, labeled, strict=True) if keep]
+    report = multiclass_holdout_report(probs[labeled], holdout_labels[labeled], classes, labeled_records)
+    records = data.holdout_records
+    return Calibration(
+        threshold=ARGMAX_THRESHOLD,
+        temperature=temperature,
+        val_mcc=val_mcc,
+        weights=weights,
+        holdout_scores={r.item_id: float(p.max()) for r, p in zip(records, probs, strict=True)},
+        holdout_metrics=report.metrics,
+        slices=report.slices,
+        reliability=report.reliability,
+        classes=classes,
+        holdout_probs={r.item_id: [float(v) for v in p] for r, p in zip(records, probs, strict=True)},
+        per_class=report.per_class,
     )
 
 
@@ -109,6 +159,7 @@ def train_and_calibrate(
     reporter: Reporter,
     workdir: Path,
     extra_metrics: dict[str, float],
+    classes: list[str] | None = None,
 ) -> tuple[Calibration, dict[str, float]]:
     """The common loop, then raw-vs-EMA choice, calibration and holdout scoring; returns the calibration and
     the flat metrics."""
@@ -116,7 +167,13 @@ def train_and_calibrate(
     outcome = train_steps(model, data.train, loss_fn, evaluate, config, reporter, workdir, device)
     chosen = keep_better_weights(model, outcome.ema, evaluate, reporter)
     calibration = calibrate_and_score(
-        model, data, device, weights=chosen, calibrate=config.calibrate, n_thresholds=config.threshold_grid
+        model,
+        data,
+        device,
+        weights=chosen,
+        calibrate=config.calibrate,
+        n_thresholds=config.threshold_grid,
+        classes=classes,
     )
     metrics = summary_metrics(calibration, {"steps": float(outcome.steps), **extra_metrics})
     reporter.metrics(outcome.steps, {f"holdout_{k}": v for k, v in calibration.holdout_metrics.items()})
@@ -134,9 +191,17 @@ def write_evaluation_files(
         "val_mcc": calibration.val_mcc,
         "weights": calibration.weights,
     }
+    if calibration.multiclass:
+        threshold |= {
+            "threshold": None,
+            "positive_class_index": None,
+            "classes": calibration.classes,
+            "score": "argmax(softmax(logits / temperature)) (no threshold with more than two classes)",
+        }
     report = {
         "summary": metrics,
         "holdout": calibration.holdout_metrics,
+        "per_class": calibration.per_class,
         "slices": calibration.slices,
         "reliability": calibration.reliability,
     }
@@ -161,6 +226,11 @@ def classifier_result(
         f"`softmax(logits / {calibration.temperature:.4f})[1] >= {calibration.threshold:.4f}` "
         "(temperature fitted and threshold chosen for maximal MCC on the val split)"
     )
+    if calibration.multiclass:
+        decision_rule = (
+            f"`argmax(softmax(logits / {calibration.temperature:.4f}))` over {len(calibration.classes)} "
+            "classes (temperature fitted on the val split; no threshold)"
+        )
     files |= write_model_card(
         artifact_dir,
         title=title,
@@ -171,6 +241,7 @@ def classifier_result(
         metrics=metrics,
         settings=settings,
         slices=calibration.slices,
+        per_class=calibration.per_class,
     )
     return TrainingResult(
         artifact_dir=artifact_dir,
@@ -178,4 +249,5 @@ def classifier_result(
         metrics=metrics,
         holdout_scores=calibration.holdout_scores,
         files=files,
+        holdout_probs=calibration.holdout_probs,
     )

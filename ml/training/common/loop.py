@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ml.evaluation import mcc_optimal_threshold
+from ml.multiclass import multiclass_mcc
 from ml.training.common.checkpoint import (
     load_latest_checkpoint,
     load_trainable_state,
@@ -53,7 +54,7 @@ def logits_of(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
 def predict_logits(
     model: nn.Module, loader: DataLoader, device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(logits (n, 2), labels (n,)) in loader order; labels are NO_LABEL for unlabeled items."""
+    """(logits (n, K), labels (n,)) in loader order; labels are NO_LABEL for unlabeled items."""
     was_training = model.training
     model.eval()
     logits, labels = [], []
@@ -69,11 +70,14 @@ def positive_probability(logits: np.ndarray) -> np.ndarray:
 
 
 def val_mcc_evaluator(loader: DataLoader, device: torch.device, n_thresholds: int) -> Evaluate:
-    """The MCC callback: val MCC at the best threshold (threshold-free, fair to a rare class)."""
+    """The MCC callback: val MCC at the best threshold for two classes (threshold-free, fair to a rare class),
+    the multiclass MCC of the argmax for more."""
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         logits, labels = predict_logits(model, loader, device)
         keep = labels != NO_LABEL
+        if logits.shape[1] > 2:
+            return {"val_mcc": multiclass_mcc(labels[keep], logits[keep].argmax(axis=1), logits.shape[1])}
         _, best = mcc_optimal_threshold(positive_probability(logits)[keep], labels[keep], n_thresholds)
         return {"val_mcc": best}
 

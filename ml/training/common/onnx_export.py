@@ -41,7 +41,8 @@ def export_classifier_onnx(
     illumination: str = "none",
 ) -> dict[str, str]:
     """artifact_dir/onnx/model.onnx and predictor.json (how the client's onnxruntime predictor prepares an image
-    and turns logits into a decision: softmax(logits / temperature)[1] >= threshold)."""
+    and turns logits into a decision: softmax(logits / temperature)[1] >= threshold for two classes, the
+    argmax of softmax(logits / temperature) for more)."""
     out = Path(artifact_dir) / ONNX_DIR
     out.mkdir(parents=True, exist_ok=True)
     wrapped = LogitsOnly(model).cpu().eval()
@@ -74,6 +75,14 @@ def export_classifier_onnx(
         "positive_class_index": 1,
         "classes": list(classes),
         "score": "softmax(logits / temperature)[positive_class_index]",
+        "decision": "score >= threshold",
     }
+    if len(classes) > 2:
+        predictor |= {
+            "threshold": None,
+            "positive_class_index": None,
+            "score": "softmax(logits / temperature): one probability per class",
+            "decision": "argmax",
+        }
     (out / PREDICTOR_FILE).write_text(json.dumps(predictor, indent=2))
     return {"onnx": ONNX_DIR}

@@ -11,14 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ml.dataset import DatasetRecord, DatasetVersionDir
+from ml.dataset import DatasetRecord, DatasetVersionDir, StoredPrediction
 from ml.evaluation import binary_metrics, mcc_optimal_threshold
+from ml.multiclass import multiclass_metrics
 from ml.training.bases import ResolvedBase, resolve_base
 from ml.training.common.data import (
     NO_LABEL,
     Normalisation,
     class_weights,
-    require_binary,
+    require_classes,
     split_data,
     split_records,
 )
@@ -43,31 +44,69 @@ PROBABILITY_CLIP = 1e-4  # a teacher score of exactly 0 or 1 has an infinite log
 
 def teacher_probability(record: DatasetRecord, weights: dict[str, float]) -> float | None:
     """Weighted mean of the stored P(positive) of the cascade models; None when none of them scored the item."""
-    pairs = [
-        (weights.get(p.model, 0.0) if weights else 1.0, float(p.score))
-        for p in record.predictions
-        if p.score is not None
-    ]
-    pairs = [(w, s) for w, s in pairs if w > 0]
+    distribution = teacher_distribution(record, weights, 2)
+    return None if distribution is None else distribution[1]
+
+
+def _stored_distribution(
+    prediction: StoredPrediction, n_classes: int, classes: list[str] | None = None
+) -> list[float] | None:
+    """A cascade model's class probabilities for the item: its stored probs (K of them), for two classes its
+    P(positive) score, for more a label naming one of `classes` as a one-hot vote; None when it left none."""
+    if prediction.probs is not None and len(prediction.probs) == n_classes:
+        return [float(v) for v in prediction.probs]
+    if n_classes == 2 and prediction.score is not None:
+        return [1.0 - float(prediction.score), float(prediction.score)]
+    if n_classes > 2 and classes and prediction.label in classes:
+        return [1.0 if name == prediction.label else 0.0 for name in classes]
+    return None
+
+
+def teacher_distribution(
+    record: DatasetRecord, weights: dict[str, float], n_classes: int, classes: list[str] | None = None
+) -> list[float] | None:
+    """Weighted mean of the cascade models' stored class probabilities (P(positive) scores for two classes,
+    the stored per-class probs, or a label as a one-hot vote, for more); None when none of them scored it."""
+    pairs = []
+    for prediction in record.predictions:
+        weight = weights.get(prediction.model, 0.0) if weights else 1.0
+        distribution = _stored_distribution(prediction, n_classes, classes) if weight > 0 else None
+        if distribution is not None:
+            pairs.append((weight, np.asarray(distribution)))
     if not pairs:
         return None
-    return sum(w * s for w, s in pairs) / sum(w for w, _ in pairs)
+    mean = sum(w * d for w, d in pairs) / sum(w for w, _ in pairs)
+    return [float(v) for v in mean]
 
 
-def teacher_extras(weights: dict[str, float]):
+def teacher_extras(weights: dict[str, float], classes: list[str]):
+    n_classes = len(classes)
+
     def extras(record: DatasetRecord) -> dict[str, torch.Tensor]:
-        prob = teacher_probability(record, weights)
+        distribution = teacher_distribution(record, weights, n_classes, classes)
+        uniform = [1.0 / n_classes] * n_classes
         return {
-            "teacher_prob": torch.tensor(0.5 if prob is None else prob, dtype=torch.float32),
-            "has_teacher": torch.tensor(prob is not None),
+            "teacher_probs": torch.tensor(
+                uniform if distribution is None else distribution, dtype=torch.float32
+            ),
+            "has_teacher": torch.tensor(distribution is not None),
         }
 
     return extras
 
 
+def tempered_targets(teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(log(p) / T): the teacher softened at T (for two classes, sigmoid(logit(p) / T)); a P(positive)
+    vector (n,) stands for the two-class distribution [1 - p, p]."""
+    if teacher_probs.dim() == 1:
+        teacher_probs = torch.stack([1 - teacher_probs, teacher_probs], dim=-1)
+    clipped = teacher_probs.clamp(PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+    return torch.softmax(torch.log(clipped) / temperature, dim=-1)
+
+
 def distillation_loss(
     student_logits: torch.Tensor,
-    teacher_prob: torch.Tensor,
+    teacher_probs: torch.Tensor,
     has_teacher: torch.Tensor,
     labels: torch.Tensor,
     *,
@@ -75,13 +114,11 @@ def distillation_loss(
     temperature: float,
     weights: torch.Tensor,
 ) -> torch.Tensor:
-    """α·T²·KL(teacher_T ‖ student_T) over items with a teacher + (1−α)·CE over labeled items."""
+    """α·T²·KL(teacher_T ‖ student_T) over items with a teacher + (1−α)·CE over labeled items; the teacher is
+    (n, K) class probabilities, or (n,) P(positive) for two classes."""
     loss = student_logits.new_zeros(())
     if alpha > 0 and bool(has_teacher.any()):
-        p = teacher_prob[has_teacher].clamp(PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
-        teacher_logit = torch.log(p) - torch.log1p(-p)
-        teacher_t = torch.sigmoid(teacher_logit / temperature)
-        target = torch.stack([1 - teacher_t, teacher_t], dim=-1)
+        target = tempered_targets(teacher_probs[has_teacher], temperature)
         student_log_t = F.log_softmax(student_logits[has_teacher] / temperature, dim=-1)
         kl = F.kl_div(student_log_t, target, reduction="batchmean")
         loss = loss + alpha * temperature**2 * kl
@@ -93,11 +130,13 @@ def distillation_loss(
 
 def training_records(dataset: DatasetVersionDir, config: DistillConfig) -> list[DatasetRecord]:
     """Labeled train items, plus unlabeled ones that have a teacher score when use_unlabeled."""
+    classes = dataset.info.classes
 
     def usable(record: DatasetRecord) -> bool:
         if record.label is not None:
             return True
-        return config.use_unlabeled and teacher_probability(record, config.teacher_weights) is not None
+        distribution = teacher_distribution(record, config.teacher_weights, len(classes), classes)
+        return config.use_unlabeled and distribution is not None
 
     return [r for r in split_records(dataset, "train", labeled_only=False) if usable(r)]
 
@@ -124,19 +163,31 @@ def build_student(config: DistillConfig, base: ResolvedBase, classes: list[str])
 def teacher_metrics(
     dataset: DatasetVersionDir, weights: dict[str, float], n_thresholds: int
 ) -> dict[str, float]:
-    """The ensemble's holdout MCC at its own MCC-optimal val threshold: what the student must match."""
+    """The ensemble's holdout MCC at its own MCC-optimal val threshold (the argmax for more than two classes):
+    what the student must match."""
+    classes = dataset.info.classes
 
     def scored(split) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [(teacher_probability(r, weights), r.label) for r in split_records(dataset, split)]
+        records = split_records(dataset, split)
+        pairs = [(teacher_distribution(r, weights, len(classes), classes), r.label) for r in records]
         pairs = [(p, label) for p, label in pairs if p is not None]
-        return np.array([p for p, _ in pairs]), np.array([label for _, label in pairs])
+        return np.array([p for p, _ in pairs]).reshape(-1, len(classes)), np.array(
+            [label for _, label in pairs]
+        )
 
-    val_scores, val_labels = scored("val")
-    holdout_scores, holdout_labels = scored("holdout")
-    if val_scores.size == 0 or holdout_scores.size == 0:
-        return {"teacher_n": float(holdout_scores.size)}
-    threshold, _ = mcc_optimal_threshold(val_scores, val_labels, n_thresholds)
-    holdout = binary_metrics(holdout_scores, holdout_labels, threshold)
+    val_probs, val_labels = scored("val")
+    holdout_probs, holdout_labels = scored("holdout")
+    if val_labels.size == 0 or holdout_labels.size == 0:
+        return {"teacher_n": float(holdout_labels.size)}
+    if len(classes) > 2:
+        holdout = multiclass_metrics(holdout_probs, holdout_labels, classes)
+        return {
+            "teacher_mcc": holdout["mcc"],
+            "teacher_accuracy": holdout["accuracy"],
+            "teacher_n": holdout["n"],
+        }
+    threshold, _ = mcc_optimal_threshold(val_probs[:, 1], val_labels, n_thresholds)
+    holdout = binary_metrics(holdout_probs[:, 1], holdout_labels, threshold)
     return {
         "teacher_mcc": holdout["mcc"],
         "teacher_auroc": holdout["auroc"],
@@ -164,7 +215,7 @@ def save_student(
 def run(
     config: DistillConfig, dataset: DatasetVersionDir, reporter: Reporter, workdir: Path
 ) -> TrainingResult:
-    require_binary(dataset)
+    n_classes = require_classes(dataset)
     device = resolve_device(config.device)
     base = resolve_base(config.student, workdir)
     model, processor = build_student(config, base, dataset.info.classes)
@@ -185,16 +236,17 @@ def run(
         batch_size=config.batch_size,
         num_workers=config.num_workers,
         illumination=config.illumination,
-        extras=teacher_extras(config.teacher_weights),
+        extras=teacher_extras(config.teacher_weights, dataset.info.classes),
     )
-    weights = class_weights([r.label for r in train_records if r.label is not None], config.class_weighting)
+    labels = [r.label for r in train_records if r.label is not None]
+    weights = class_weights(labels, config.class_weighting, n_classes)
     weights = weights.to(device)
 
     def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = logits_of(model, batch["pixel_values"])
         return distillation_loss(
             logits,
-            batch["teacher_prob"],
+            batch["teacher_probs"],
             batch["has_teacher"],
             batch["labels"],
             alpha=config.alpha,
@@ -208,7 +260,9 @@ def run(
         "unlabeled_train_items": float(n_unlabeled),
         **teacher_metrics(dataset, config.teacher_weights, config.threshold_grid),
     }
-    calibration, metrics = train_and_calibrate(model, data, loss_fn, config, device, reporter, workdir, extra)
+    calibration, metrics = train_and_calibrate(
+        model, data, loss_fn, config, device, reporter, workdir, extra, classes=dataset.info.classes
+    )
 
     artifact_dir = workdir / "artifacts"
     model_files = save_student(model.cpu(), processor, artifact_dir, size, normalisation)

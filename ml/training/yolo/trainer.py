@@ -25,6 +25,7 @@ from ml.training.common.holdout import holdout_report
 from ml.training.common.runtime import resolve_device
 from ml.training.reporting import JobCancelled, Reporter, TrainingResult, check_cancelled
 from ml.training.yolo.config import YoloConfig
+from ml.training.yolo.onnx_export import export_detector_onnx
 
 RUN_NAME = "checkpoints"  # ultralytics writes workdir/checkpoints/weights/{last,best}.pt
 DONE_MARKER = "training_done.json"
@@ -266,7 +267,10 @@ YOLO_USAGE = """```python
 from ultralytics import YOLO
 model = YOLO('best.pt')
 boxes = model.predict('image.jpg')[0].boxes
-```"""
+```
+
+Without ultralytics or torch (onnxruntime, NMS inside the graph): `onnx/model.onnx` with `onnx/predictor.json`,
+run by `HardcaseClient.production_model()` (an `OnnxDetector`: `detections(images)`, `scores(images)`)."""
 
 
 def write_artifacts(
@@ -318,6 +322,16 @@ def run(config: YoloConfig, dataset: DatasetVersionDir, reporter: Reporter, work
     reporter.log(f"holdout: mcc {metrics['mcc']:.3f}, mAP50 {metrics.get('map50', float('nan')):.3f}")
     artifact_dir = workdir / "artifacts"
     files = write_artifacts(artifact_dir, best, data_yaml, config, dataset.info, threshold, metrics)
+    check_cancelled(reporter)
+    files |= export_detector_onnx(
+        yolo_cls,
+        artifact_dir / files["weights"],
+        artifact_dir,
+        image_size=config.image_size,
+        score_conf=config.score_conf,
+        threshold=threshold,
+        box_classes=list(yaml.safe_load(data_yaml.read_text())["names"].values()),
+    )
     method = "warm-start" if base.source == "registry" else ("scratch" if not base.pretrained else "")
     return TrainingResult(artifact_dir, threshold, metrics, holdout_scores, files, method=method)
 
