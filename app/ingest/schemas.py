@@ -73,7 +73,11 @@ class ImageRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     base64: str | None = None
-    url: str | None = Field(None, max_length=1024)
+    url: str | None = Field(
+        None,
+        max_length=1024,
+        description="a reference (s3://, gs://, https://, http://); workers fetch it from allowlisted sources",
+    )
     file: str | None = Field(None, description="name of a multipart part holding the bytes")
 
     @model_validator(mode="after")
@@ -150,6 +154,7 @@ class ItemRead(BaseModel):
     external_id: str
     image_uri: str | None
     sha256: str | None
+    image_error: str | None = None
     width: int | None
     height: int | None
     captured_at: datetime | None
