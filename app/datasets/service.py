@@ -23,7 +23,7 @@ from app.datasets.models import DatasetItem, DatasetVersion, HoldoutItem
 from app.datasets.schemas import DatasetFreeze, FreezeFilters
 from app.datasets.splits import choose_holdout, content_hash, val_split
 from app.ingest.models import Item, Prediction
-from app.ingest.references import PENDING, queue_fetch, reason_summary, unstored_reasons
+from app.ingest.references import fetchable_now, queue_fetch, reason_summary, unstored_reasons
 from app.labels.service import Consensus, consensus_for_items
 from app.projects.models import Project
 from ml.dataset import DatasetInfo, DatasetRecord, DatasetVersionDir, StoredPrediction, write_dataset_dir
@@ -249,9 +249,9 @@ def _frozen_rows(
         "holdout_unlabeled": len(holdout) - len(holdout_rows) - len(holdout_url_only),
         "url_reasons": reason_summary(reasons, unstored),
     }
-    if settings is not None:  # what is not fetched yet is fetched now, for the next freeze
-        pending = sorted(i for i, reason in reasons.items() if reason == PENDING)
-        queue_fetch(db_session=db_session, settings=settings, project_id=project.id, item_ids=pending)
+    if settings is not None:  # fetched (or retried: settings may have changed) for the next freeze
+        fetchable = sorted(i for i, item in unstored.items() if fetchable_now(item, settings))
+        queue_fetch(db_session=db_session, settings=settings, project_id=project.id, item_ids=fetchable)
     return sorted(rows + holdout_rows, key=lambda r: r.item_id), {**candidates, **holdout_items}, excluded
 
 

@@ -111,6 +111,11 @@ def queue_fetch(*, db_session: Session, settings: Settings, project_id: int, ite
     on_commit(db_session, send)
 
 
+def fetchable_now(item: Item, settings: Settings) -> bool:
+    uri = item.image_uri or ""
+    return is_remote_reference(uri) and refusal(uri, settings) is None
+
+
 def unstored_reasons(items: Iterable[Item], settings: Settings | None) -> dict[int, str]:
     """Why each item's image is not in the blob store: the policy now, else its fetch error, else pending."""
     reasons = {}
