@@ -12,8 +12,6 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-import aiohttp
-
 from app.core.config import Settings
 
 REMOTE_SCHEMES = ("s3", "gs", "https", "http")
@@ -183,6 +181,7 @@ def _fetch_object(url: str, scheme: str, settings: Settings) -> bytes:
 
 
 def _fetch_http(url: str, settings: Settings) -> bytes:
+    import aiohttp  # the [storage] extra: imported only when a reference is fetched
     from fsspec.asyn import sync
     from fsspec.implementations.http import HTTPFileSystem, HTTPStreamFile
 
@@ -199,7 +198,7 @@ def _fetch_http(url: str, settings: Settings) -> bytes:
         trace = aiohttp.TraceConfig()
         trace.on_request_start.append(check_hop)
         return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(resolver=_CheckedResolver(settings), use_dns_cache=False),
+            connector=aiohttp.TCPConnector(resolver=_checked_resolver(settings), use_dns_cache=False),
             trace_configs=[trace],
             timeout=aiohttp.ClientTimeout(total=settings.remote_fetch_timeout_s),
         )
@@ -235,14 +234,14 @@ def _read_bounded(stream, settings: Settings) -> bytes:
     return data
 
 
-class _CheckedResolver(aiohttp.ThreadedResolver):
-    """Checks the addresses a connection is about to use (not a second lookup that DNS could answer differently)."""
+def _checked_resolver(settings: Settings):
+    """Checks the addresses a connection is about to use (not a second lookup DNS could answer differently)."""
+    import aiohttp
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__()
-        self.settings = settings
+    class CheckedResolver(aiohttp.ThreadedResolver):
+        async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET):
+            results = await super().resolve(host, port, family)
+            check_addresses(host, [r["host"] for r in results], settings)
+            return results
 
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET):
-        results = await super().resolve(host, port, family)
-        check_addresses(host, [r["host"] for r in results], self.settings)
-        return results
+    return CheckedResolver()
