@@ -9,8 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from app.ingest.images import NOT_AN_IMAGE
 from app.ingest.proxy import ImageCache
-from app.ingest.remote import FETCH_OFF
+from app.ingest.remote import FETCH_OFF, internal_address
 from app.projects.models import Project
 from tests.utils.accounts import item_ids
 from tests.utils.factories import item, make_key, make_project, png_bytes
@@ -107,6 +108,54 @@ def test_the_proxy_refuses_what_settings_forbid_with_the_reason_never_a_500(app,
     status, reason = answer("gone")
     assert status == 502 and "was not found" in reason
     assert answer("relative")[0] == 404
+
+
+def test_slow_oversized_and_non_image_references_are_refused_with_their_reason(app, db, s3, web):
+    """The time limit cuts a slow server, the size limit holds for S3 objects too, and bytes that are not an
+    image are never served from Hardcase's origin."""
+    web.files["/slow.png"] = png_bytes()
+    web.delays["/slow.png"] = 3
+    web.files["/page.html"] = b"<html><script>alert(1)</script></html>"
+    refs = {
+        "slow": web.url("slow.png"),
+        "page": web.url("page.html"),
+        "big-object": s3.put("cams", "big.png", png_bytes(600, 600)),
+    }
+    ids = ingest_references(app, db, "roadwork", refs)
+    allow(app, web, s3, max_image_bytes=1024, remote_fetch_timeout_s=0.5)
+    admin, _ = client_as(app, db, "admin")
+
+    def answer(name: str) -> tuple[int, str]:
+        response = admin.get(IMAGE.format(project="roadwork", item_id=ids[name]))
+        return response.status_code, response.json()["errors"][0]["message"]
+
+    status, reason = answer("slow")
+    assert status == 502 and "took longer than 0.5 s" in reason
+    status, reason = answer("page")
+    assert status == 502 and reason == NOT_AN_IMAGE
+    status, reason = answer("big-object")
+    assert status == 502 and "the limit is 1024" in reason
+
+
+@pytest.mark.parametrize(
+    ("address", "internal"),
+    [
+        ("169.254.169.254", True),  # cloud metadata
+        ("127.0.0.1", True),
+        ("10.1.2.3", True),
+        ("192.168.0.7", True),
+        ("0.0.0.0", True),
+        ("::1", True),
+        ("fe80::1%eth0", True),
+        ("::ffff:127.0.0.1", True),
+        ("fd00::1", True),
+        ("93.184.216.34", False),
+        ("2606:4700::1111", False),
+    ],
+)
+def test_private_loopback_link_local_and_mapped_addresses_count_as_internal(address, internal):
+    """The address check refuses every internal range, IPv4-mapped IPv6 and zone ids included."""
+    assert internal_address(address) is internal
 
 
 def test_a_redirect_off_the_allowlist_is_refused(app, db, s3, web):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -35,10 +36,8 @@ class S3Server:
 
     def put(self, bucket: str, key: str, data: bytes) -> str:
         client = self.client()
-        try:
+        with suppress(client.exceptions.BucketAlreadyOwnedByYou):
             client.create_bucket(Bucket=bucket)
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            pass
         client.put_object(Bucket=bucket, Key=key, Body=data)
         return f"s3://{bucket}/{key}"
 
@@ -69,6 +68,7 @@ class HttpServer:
     base: str
     files: dict[str, bytes] = field(default_factory=dict)
     redirects: dict[str, str] = field(default_factory=dict)
+    delays: dict[str, float] = field(default_factory=dict)  # path -> seconds before answering
     requests: list[str] = field(default_factory=list)
 
     def url(self, path: str) -> str:
@@ -77,7 +77,7 @@ class HttpServer:
 
 @contextmanager
 def http_image_server() -> Iterator[HttpServer]:
-    """Serves `files` by path and answers 302 for `redirects` (path -> absolute URL); counts requests."""
+    """Serves `files` by path, answers 302 for `redirects` (path -> URL), waits `delays`; records requests."""
     port = free_port()
     state = HttpServer(f"http://127.0.0.1:{port}")
 
@@ -85,6 +85,7 @@ def http_image_server() -> Iterator[HttpServer]:
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             path = self.path.split("?", 1)[0]
             state.requests.append(path)
+            time.sleep(state.delays.get(path, 0))
             if path in state.redirects:
                 self.send_response(302)
                 self.send_header("Location", state.redirects[path])
