@@ -132,24 +132,34 @@ def unstored_reasons(items: Iterable[Item], settings: Settings | None) -> dict[i
 
 def reason_summary(reasons: dict[int, str], items: dict[int, Item]) -> list[dict]:
     """One entry per reason, most items first, with a few external ids as examples."""
+    return _grouped(reasons, {item_id: items[item_id].external_id for item_id in reasons})
+
+
+def reference_status(*, db_session: Session, project: Project, settings: Settings) -> dict:
+    """Counts of the project's referenced images (stored, failed, pending) and the failures by reason (a fetch
+    that failed, or settings that forbid one)."""
+    query = select(Item.id, Item.external_id, Item.image_uri, Item.sha256, Item.image_error).where(
+        Item.project_id == project.id, Item.image_uri.not_like(f"{BLOB_SCHEME}%")
+    )
+    counts = {"references": 0, "stored": 0, "failed": 0, "pending": 0}
+    failed: dict[int, str] = {}
+    names: dict[int, str] = {}
+    for item_id, external_id, uri, sha, error in db_session.execute(query):
+        if not is_remote_reference(uri):
+            continue
+        counts["references"] += 1
+        reason = None if sha else refusal(uri, settings) or error
+        counts["stored" if sha else "failed" if reason else "pending"] += 1
+        if reason:
+            failed[item_id], names[item_id] = reason, external_id
+    return {**counts, "failures": _grouped(failed, names)}
+
+
+def _grouped(reasons: dict[int, str], names: dict[int, str]) -> list[dict]:
     grouped: dict[str, list[int]] = defaultdict(list)
     for item_id, reason in sorted(reasons.items()):
         grouped[reason].append(item_id)
     return [
-        {"reason": reason, "items": len(ids), "examples": [items[i].external_id for i in ids[:MAX_EXAMPLES]]}
+        {"reason": reason, "items": len(ids), "examples": [names[i] for i in ids[:MAX_EXAMPLES]]}
         for reason, ids in sorted(grouped.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     ]
-
-
-def reference_status(*, db_session: Session, project: Project) -> dict[str, int]:
-    """Counts of the project's referenced images: stored, failed, pending."""
-    query = select(Item.image_uri, Item.sha256, Item.image_error).where(
-        Item.project_id == project.id, Item.image_uri.not_like(f"{BLOB_SCHEME}%")
-    )
-    counts = {"references": 0, "stored": 0, "failed": 0, "pending": 0}
-    for uri, sha, error in db_session.execute(query):
-        if not is_remote_reference(uri):
-            continue
-        counts["references"] += 1
-        counts["stored" if sha else "failed" if error else "pending"] += 1
-    return counts

@@ -171,3 +171,21 @@ class ItemPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class ReferenceReason(BaseModel):
+    reason: str
+    items: int
+    examples: list[str]
+
+
+class ReferenceStatus(BaseModel):
+    """Where the project's referenced (s3://, gs://, http(s)://) images stand."""
+
+    references: int
+    stored: int = Field(description="fetched into the blob store: trainable and exportable")
+    failed: int = Field(
+        description="the last fetch failed (retried at the next freeze), or settings forbid it"
+    )
+    pending: int = Field(description="not fetched yet")
+    failures: list[ReferenceReason] = Field(description="failed items grouped by reason, most first")

@@ -95,6 +95,15 @@ def test_referenced_images_enter_a_version_its_export_and_the_trainers_files(app
                 lambda: fetched(db, project) >= N + 1, timeout_s=90, message="worker fetched references"
             )
 
+        status = reviewer_client.get("/api/v1/projects/roadwork/images/references").json()
+        assert (status["references"], status["stored"], status["failed"], status["pending"]) == (
+            N + 2,
+            N,
+            2,
+            0,
+        )
+        assert sorted(e for f in status["failures"] for e in f["examples"]) == ["huge", "off-list"]
+
         version = reviewer_client.post("/api/v1/projects/roadwork/datasets", json={}).json()
         assert version["item_count"] == N, version
         reasons = {r["reason"]: r for r in version["stats"]["excluded"]["url_reasons"]}
