@@ -17,6 +17,7 @@ from app.core.config import Settings
 REMOTE_SCHEMES = ("s3", "gs", "https", "http")
 DEFAULT_PORTS = {"https": 443, "http": 80}
 MAX_REDIRECTS = 5
+READ_CHUNK = 256 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
 FETCH_OFF = "remote image fetching is off: HARDCASE_REMOTE_IMAGE_ALLOWLIST is empty"
 
@@ -228,10 +229,13 @@ def _read_bounded(stream, settings: Settings) -> bytes:
     declared = int(stream.r.headers.get("Content-Length") or 0)
     if declared > settings.max_image_bytes:
         raise _too_big(declared, settings)
-    data = stream.read(settings.max_image_bytes + 1)
-    if len(data) > settings.max_image_bytes:
-        raise RemoteRefused(f"image is larger than the limit of {settings.max_image_bytes} bytes")
-    return data
+    chunks, size = [], 0
+    while chunk := stream.read(READ_CHUNK):  # a read returns what has arrived, not necessarily all
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > settings.max_image_bytes:
+            raise RemoteRefused(f"image is larger than the limit of {settings.max_image_bytes} bytes")
+    return b"".join(chunks)
 
 
 def _checked_resolver(settings: Settings):

@@ -16,7 +16,7 @@ from app.projects.models import Project
 from tests.utils.accounts import item_ids
 from tests.utils.factories import item, make_key, make_project, png_bytes
 from tests.utils.labeled_data import client_as
-from tests.utils.remote_sources import http_image_server, moto_s3_server
+from tests.utils.remote_sources import http_image_server, moto_s3_server, noisy_png
 
 IMAGE = "/api/v1/projects/{project}/items/{item_id}/image"
 
@@ -58,7 +58,7 @@ def ingest_references(app, db, project: str, refs: dict[str, str]) -> dict[str, 
 def test_the_proxy_serves_s3_and_http_references_and_keeps_serving_them_from_its_cache(app, db, s3, web):
     """The browser gets referenced images from Hardcase; a second view is served from the on-disk cache."""
     allow(app, web, s3)
-    photo, other = png_bytes(40, 30), png_bytes(20, 10, (0, 0, 255))
+    photo, other = png_bytes(40, 30), noisy_png(1, 700)  # the 1.5 MB one comes over HTTP in many reads
     web.files["/a.png"] = other
     ids = ingest_references(
         app, db, "roadwork", {"s3": s3.put("cams", "p/1.png", photo), "web": web.url("a.png")}

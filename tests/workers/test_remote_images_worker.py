@@ -17,7 +17,7 @@ from app.labels.models import Annotation
 from app.projects.models import Project
 from tests.utils.factories import item, make_key, make_project, png_bytes
 from tests.utils.labeled_data import client_as
-from tests.utils.remote_sources import http_image_server, moto_s3_server
+from tests.utils.remote_sources import http_image_server, moto_s3_server, noisy_png
 from tests.utils.worker import celery_worker, wait_until
 
 N = 16  # half on S3, half on the HTTP server; labels alternate
@@ -29,17 +29,6 @@ def remote_env(settings) -> dict[str, str]:
         f for f in type(settings).model_fields if f.startswith("s3_")
     )
     return {f"HARDCASE_{f.upper()}": str(getattr(settings, f)) for f in fields}
-
-
-def noisy_png(seed: int, side: int) -> bytes:
-    """A PNG that compresses badly, so `side` sets its size in bytes."""
-    import numpy as np
-    from PIL import Image
-
-    pixels = np.random.default_rng(seed).integers(0, 255, (side, side, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
