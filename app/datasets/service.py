@@ -251,7 +251,13 @@ def _frozen_rows(
     }
     if settings is not None:  # fetched (or retried: settings may have changed) for the next freeze
         fetchable = sorted(i for i, item in unstored.items() if fetchable_now(item, settings))
-        queue_fetch(db_session=db_session, settings=settings, project_id=project.id, item_ids=fetchable)
+        queue_fetch(
+            db_session=db_session,
+            settings=settings,
+            project_id=project.id,
+            item_ids=fetchable,
+            after_commit=False,  # the items exist already, and a refused freeze (422) commits nothing
+        )
     return sorted(rows + holdout_rows, key=lambda r: r.item_id), {**candidates, **holdout_items}, excluded
 
 
@@ -290,18 +296,21 @@ def holdout_items_needed(half_width: float = TARGET_HALF_WIDTH, mcc: float = TYP
     return math.ceil((1.96 * (1 - mcc**2) / half_width) ** 2)
 
 
+def _why(excluded: dict) -> str:
+    return "; ".join(f"{r['items']}: {r['reason']}" for r in excluded.get("url_reasons", []))
+
+
 def freeze_warnings(rows: list[FrozenRow], excluded: dict[str, int]) -> list[dict]:
     """What the person freezing should know: items left out (and why), a holdout too small to separate models."""
     warnings = []
     url_only = excluded.get("url_only", 0) + excluded.get("holdout_url_only", 0)
     if url_only:
-        reasons = excluded.get("url_reasons", [])
-        why = "; ".join(f"{r['items']}: {r['reason']}" for r in reasons)
+        why = _why(excluded)
         warnings.append(
             {
                 "code": "url_only",
                 "items": url_only,
-                "reasons": reasons,
+                "reasons": excluded.get("url_reasons", []),
                 "message": f"{url_only} labeled items were left out: their image is only a reference that is not "
                 f"in the blob store ({why}). Allowlisted s3://, gs:// and http(s):// references are fetched by "
                 "a worker; or send the image bytes (base64 or multipart)",
@@ -367,7 +376,9 @@ def freeze_dataset_version(
     rows, items, excluded = _frozen_rows(db_session, project, freeze, user_id, settings)
     if not any(row.split == "train" for row in rows):
         field = "slice" if freeze.slice is not None else "filters"
-        raise ApiError(422, field, "no consensus-labeled items with stored images match these filters")
+        waiting = excluded.get("url_only", 0)
+        more = f" ({waiting} labeled items have only a referenced image: {_why(excluded)})" if waiting else ""
+        raise ApiError(422, field, f"no consensus-labeled items with stored images match these filters{more}")
     filters = freeze.model_dump(mode="json", exclude={"val_fraction", "holdout_fraction", "slice"})
     filters["slice"] = freeze.slice.canonical() if freeze.slice is not None else None
     stats = {**dataset_stats(project, rows, items, excluded), "warnings": freeze_warnings(rows, excluded)}

@@ -92,23 +92,38 @@ def fetch_referenced_images(
     return outcome
 
 
-def queue_fetch(*, db_session: Session, settings: Settings, project_id: int, item_ids: list[int]) -> None:
-    """After the commit, hands the ids to a `cpu` worker (nothing is fetched while allowlisting nothing)."""
+def queue_fetch(
+    *,
+    db_session: Session,
+    settings: Settings,
+    project_id: int,
+    item_ids: list[int],
+    after_commit: bool = True,
+) -> None:
+    """Hands the ids to a `cpu` worker, after the commit (items created in this transaction) or at once (items
+    already stored); nothing is sent while the allowlist is empty. A broker outage is logged, never raised:
+    the next freeze queues them again."""
     if not item_ids or not parse_allowlist(settings.remote_image_allowlist):
         return
     from app.jobs.dispatch import PUBLISH_RETRY_POLICY, celery_client
 
     def send() -> None:
-        for start in range(0, len(item_ids), CHUNK):
-            celery_client(settings).send_task(
-                FETCH_TASK,
-                args=[project_id, item_ids[start : start + CHUNK]],
-                queue="cpu",
-                ignore_result=True,
-                retry_policy=PUBLISH_RETRY_POLICY,
-            )
+        try:
+            for start in range(0, len(item_ids), CHUNK):
+                celery_client(settings).send_task(
+                    FETCH_TASK,
+                    args=[project_id, item_ids[start : start + CHUNK]],
+                    queue="cpu",
+                    ignore_result=True,
+                    retry_policy=PUBLISH_RETRY_POLICY,
+                )
+        except Exception:  # noqa: BLE001 - kombu raises many kinds; the fetch is retried by the next freeze
+            log.exception("could not queue %d image fetches of project %d", len(item_ids), project_id)
 
-    on_commit(db_session, send)
+    if after_commit:
+        on_commit(db_session, send)
+    else:
+        send()
 
 
 def fetchable_now(item: Item, settings: Settings) -> bool:

@@ -25,7 +25,7 @@ MAX_BYTES = 200_000
 
 
 def remote_env(settings) -> dict[str, str]:
-    fields = ("remote_image_allowlist", "remote_allow_private", "max_image_bytes") + tuple(
+    fields = ("remote_image_allowlist", "remote_allow_private", "remote_prefetch", "max_image_bytes") + tuple(
         f for f in type(settings).model_fields if f.startswith("s3_")
     )
     return {f"HARDCASE_{f.upper()}": str(getattr(settings, f)) for f in fields}
@@ -140,3 +140,44 @@ def app_client(app, key: str):
     from fastapi.testclient import TestClient
 
     return TestClient(app, headers={"X-API-Key": key})
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_without_prefetch_a_freeze_queues_the_fetch_and_the_next_freeze_takes_the_images(
+    app, db, settings, redis_url
+):
+    """With HARDCASE_REMOTE_PREFETCH off nothing is fetched at ingest; a freeze that finds only references says
+    so (422 with the reason) and queues them for a worker, and the next freeze contains them."""
+    project = make_project(db)
+    reviewer_client, reviewer = client_as(app, db, "reviewer", project=project)
+    redis.Redis.from_url(redis_url).delete("cpu")
+    with http_image_server() as web:
+        settings = settings.model_copy(
+            update={
+                "remote_image_allowlist": web.base,
+                "remote_allow_private": True,
+                "remote_prefetch": False,
+            }
+        )
+        app.state.settings = settings
+        batch = []
+        for i in range(12):
+            web.files[f"/{i}.png"] = png_bytes(30 + i, 20)
+            batch.append(item(f"ref-{i}", image={"url": web.url(f"{i}.png")}))
+        answer = app_client(app, make_key(db)).post(
+            "/api/v1/projects/roadwork/predictions", json={"items": batch}
+        )
+        assert answer.status_code == 201, answer.text
+        for index, found in enumerate(db.scalars(select(Item).where(Item.project_id == project.id))):
+            db.add(
+                Annotation(item_id=found.id, project_id=project.id, annotator_id=reviewer.id, label=index % 2)
+            )
+        db.commit()
+
+        with celery_worker(settings, queues="cpu", pool="solo", extra_env=remote_env(settings)):
+            first = reviewer_client.post("/api/v1/projects/roadwork/datasets", json={})
+            assert first.status_code == 422 and "not fetched yet" in first.json()["errors"][0]["message"]
+            wait_until(lambda: fetched(db, project) >= 12, timeout_s=90, message="the freeze's fetches")
+        assert sorted(web.requests) == sorted(f"/{i}.png" for i in range(12))  # once each, by the worker
+        second = reviewer_client.post("/api/v1/projects/roadwork/datasets", json={}).json()
+        assert second["item_count"] == 12 and second["stats"]["excluded"]["url_reasons"] == []
