@@ -17,6 +17,7 @@ TASK_MODULES = [
     "workers.webhooks",
     "workers.loop",
     "workers.lsbackend",
+    "workers.images",
     "workers.metrics",  # signal handlers: task run times
     "workers.capabilities",  # signal handlers: what this worker can run
 ]

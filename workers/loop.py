@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.core.blobs import BlobStore, sha_from_uri
+from app.core.blobs import BlobStore, stored_sha
 from app.core.config import Settings
 from app.core.db import session_scope
 from app.ingest.models import Item, Prediction
@@ -42,12 +42,12 @@ def score_pool_with_production(*, db_session: Session, project: Project, setting
     predictor = OnnxPredictor.load(onnx_dir)
     blobs = BlobStore(settings.resolved_blob_dir)
     rows = db_session.execute(
-        select(Item.id, Item.image_uri)
+        select(Item.id, Item.image_uri, Item.sha256)
         .join(Hardness, Hardness.item_id == Item.id)
         .where(Hardness.project_id == project.id, Hardness.status == "pending")
         .order_by(Item.id)
     ).all()
-    stored = [(item_id, sha_from_uri(uri)) for item_id, uri in rows]
+    stored = [(item_id, stored_sha(uri, sha)) for item_id, uri, sha in rows]
     stored = [(item_id, sha) for item_id, sha in stored if sha and blobs.exists(sha)]
     dialect = postgresql if db_session.bind.dialect.name == "postgresql" else sqlite
     for start in range(0, len(stored), POOL_CHUNK):

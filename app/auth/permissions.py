@@ -266,6 +266,8 @@ read_item = rule("read_item", item_resource, role="annotator", scope="read")
 read_item_by_external_id = rule(
     "read_item_by_external_id", external_item_resource, role="annotator", scope="read"
 )
+# The label page's image (stored, or a reference fetched through the server's proxy): the item's project decides.
+view_item_image = rule("view_item_image", item_resource, role="annotator", scope="read")
 label_item = rule("label_item", item_resource, role="annotator")
 review_item = rule("review_item", item_resource, role="reviewer")
 undo_annotation = rule("undo_annotation", annotation_resource, role="annotator")

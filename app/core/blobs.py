@@ -43,3 +43,8 @@ def blob_uri(sha256: str) -> str:
 
 def sha_from_uri(uri: str | None) -> str | None:
     return uri[len(BLOB_SCHEME) :] if uri and uri.startswith(BLOB_SCHEME) else None
+
+
+def stored_sha(image_uri: str | None, sha256: str | None) -> str | None:
+    """The blob holding an item's image: its own upload, or the copy a worker fetched from its reference."""
+    return sha_from_uri(image_uri) or sha256

@@ -37,8 +37,31 @@ class Settings(BaseSettings):
     max_metadata_bytes: int = Field(
         16 * 1024, ge=256, description="Largest metadata of one ingested item, as JSON"
     )
-    fetch_image_urls: bool = Field(
-        False, description="Image URLs are stored as references, never fetched, unless set"
+    remote_image_allowlist: str = Field(
+        "",
+        description="Where image references may be fetched from, comma-separated: s3://bucket, gs://bucket, "
+        "https://host, http://host:port (optionally with a path prefix); empty = remote images are never fetched",
+    )
+    remote_allow_private: bool = Field(
+        False, description="Allow fetching from private, loopback and link-local addresses (tests, on-prem)"
+    )
+    remote_fetch_timeout_s: float = Field(20.0, gt=0, le=600, description="Time limit of one image fetch")
+    remote_prefetch: bool = Field(
+        True, description="Workers copy referenced images into the blob store right after ingest"
+    )
+    image_cache_bytes: int = Field(
+        512 * 1024 * 1024,
+        ge=0,
+        description="On-disk cache of the label page's image proxy (data_dir/image-cache)",
+    )
+    s3_endpoint_url: str = Field("", description="S3-compatible endpoint (MinIO, moto); empty = AWS")
+    s3_access_key_id: str = Field("", description="empty = boto's own credential chain")
+    s3_secret_access_key: str = ""
+    s3_region: str = ""
+    s3_anonymous: bool = Field(False, description="Unsigned S3 requests (public buckets)")
+    gcs_endpoint_url: str = Field("", description="GCS-compatible endpoint (fake-gcs-server); empty = Google")
+    gcs_token: str = Field(
+        "", description="gcsfs token: a service-account JSON path, 'anon', or empty = default"
     )
     sample_data: Path = Field(default_factory=_default_sample_data, description="The shared/data folder")
     lease_minutes: int = Field(
@@ -71,6 +94,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'hardcase.db').resolve()}"
+
+    @property
+    def image_cache_dir(self) -> Path:
+        return (self.data_dir / "image-cache").resolve()
 
     @property
     def resolved_blob_dir(self) -> Path:

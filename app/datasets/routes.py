@@ -36,10 +36,14 @@ def _columns(version: DatasetVersion) -> dict:
 
 @router.post("/datasets", response_model=DatasetVersionRead, status_code=201)
 def freeze(
-    body: DatasetFreeze, user: can.ProjectReviewer, project: ProjectDep, session: SessionDep
+    body: DatasetFreeze,
+    user: can.ProjectReviewer,
+    project: ProjectDep,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> DatasetVersionRead:
     version = service.freeze_dataset_version(
-        db_session=session, project=project, freeze=body, user_id=user.id
+        db_session=session, project=project, freeze=body, user_id=user.id, settings=settings
     )
     session.commit()
     return version_read(project, version)

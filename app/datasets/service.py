@@ -16,13 +16,14 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core.blobs import BlobStore, sha_from_uri
+from app.core.blobs import BlobStore, stored_sha
 from app.core.config import Settings
 from app.core.errors import ApiError
 from app.datasets.models import DatasetItem, DatasetVersion, HoldoutItem
 from app.datasets.schemas import DatasetFreeze, FreezeFilters
 from app.datasets.splits import choose_holdout, content_hash, val_split
 from app.ingest.models import Item, Prediction
+from app.ingest.references import fetchable_now, queue_fetch, reason_summary, unstored_reasons
 from app.labels.service import Consensus, consensus_for_items
 from app.projects.models import Project
 from ml.dataset import DatasetInfo, DatasetRecord, DatasetVersionDir, StoredPrediction, write_dataset_dir
@@ -155,9 +156,9 @@ def _filtered_items(db_session: Session, project: Project, filters: FreezeFilter
 
 
 def _image_items(db_session: Session, project: Project, item_ids: set[int]) -> list[int]:
-    """Those of `item_ids` whose image is in the blob store (URL-only items cannot be trained on)."""
-    query = select(Item.id, Item.image_uri).where(Item.project_id == project.id)
-    return sorted(i for i, uri in db_session.execute(query) if i in item_ids and sha_from_uri(uri))
+    """Those of `item_ids` whose image is in the blob store (uploaded, or fetched from its reference)."""
+    query = select(Item.id, Item.image_uri, Item.sha256).where(Item.project_id == project.id)
+    return sorted(i for i, uri, sha in db_session.execute(query) if i in item_ids and stored_sha(uri, sha))
 
 
 def class_name(project: Project, label: int | None, boxes: list | None = None) -> str:
@@ -197,9 +198,17 @@ def dataset_stats(project: Project, rows: list[FrozenRow], items: dict[int, Item
     }
 
 
+def _stored(item: Item) -> bool:
+    return stored_sha(item.image_uri, item.sha256) is not None
+
+
 def _frozen_rows(
-    db_session: Session, project: Project, freeze: DatasetFreeze, user_id: int | None
-) -> tuple[list[FrozenRow], dict[int, Item], dict[str, int]]:
+    db_session: Session,
+    project: Project,
+    freeze: DatasetFreeze,
+    user_id: int | None,
+    settings: Settings | None,
+) -> tuple[list[FrozenRow], dict[int, Item], dict]:
     everything = consensus_labels(db_session=db_session, project=project)
     labels = everything
     if freeze.label_sources:
@@ -207,9 +216,8 @@ def _frozen_rows(
     holdout = holdout_item_ids(db_session=db_session, project=project)
     items = _filtered_items(db_session, project, freeze)
     candidates = {i: items[i] for i in labels if i in items and i not in holdout}
-    url_only = sorted(i for i, item in candidates.items() if not sha_from_uri(item.image_uri))
-    for item_id in url_only:
-        del candidates[item_id]
+    url_only = sorted(i for i, item in candidates.items() if not _stored(item))
+    unstored = {i: candidates.pop(i) for i in url_only}
     if not holdout:
         chosen = choose_holdout(project.id, {i: labels[i].label for i in candidates}, freeze.holdout_fraction)
         _add_holdout(db_session, project, chosen, user_id)
@@ -221,11 +229,12 @@ def _frozen_rows(
         candidates = {i: it for i, it in candidates.items() if slice_matches(spec, item_metadata(it))}
     holdout_items = {item.id: item for item in _items_by_id(db_session, project, holdout)}
     # the holdout ignores the filters (label sources included): every version is scored on the same items
-    holdout_url_only = [i for i, item in holdout_items.items() if not sha_from_uri(item.image_uri)]
+    holdout_url_only = [i for i, item in holdout_items.items() if not _stored(item)]
+    unstored |= {i: holdout_items[i] for i in holdout_url_only}
     holdout_rows = [
         FrozenRow(i, everything[i].label, list(everything[i].boxes), "holdout")
         for i, item in holdout_items.items()
-        if i in everything and sha_from_uri(item.image_uri)
+        if i in everything and _stored(item)
     ]
     splits = val_split(project.id, {i: labels[i].label for i in candidates}, freeze.val_fraction)
     rows = [FrozenRow(i, labels[i].label, list(labels[i].boxes), splits[i]) for i in candidates]
@@ -233,11 +242,22 @@ def _frozen_rows(
         pool = _unlabeled_pool(db_session, project, freeze, set(everything) | holdout)
         rows += [FrozenRow(i, None, [], "train") for i in pool]
         candidates.update(pool)
+    reasons = unstored_reasons(unstored.values(), settings)
     excluded = {
         "url_only": len(url_only),
         "holdout_url_only": len(holdout_url_only),
         "holdout_unlabeled": len(holdout) - len(holdout_rows) - len(holdout_url_only),
+        "url_reasons": reason_summary(reasons, unstored),
     }
+    if settings is not None:  # fetched (or retried: settings may have changed) for the next freeze
+        fetchable = sorted(i for i, item in unstored.items() if fetchable_now(item, settings))
+        queue_fetch(
+            db_session=db_session,
+            settings=settings,
+            project_id=project.id,
+            item_ids=fetchable,
+            after_commit=False,  # the items exist already, and a refused freeze (422) commits nothing
+        )
     return sorted(rows + holdout_rows, key=lambda r: r.item_id), {**candidates, **holdout_items}, excluded
 
 
@@ -250,9 +270,7 @@ def _unlabeled_pool(
     return {
         i: item
         for i, item in items.items()
-        if i not in labeled
-        and sha_from_uri(item.image_uri)
-        and (spec is None or slice_matches(spec, item_metadata(item)))
+        if i not in labeled and _stored(item) and (spec is None or slice_matches(spec, item_metadata(item)))
     }
 
 
@@ -278,18 +296,24 @@ def holdout_items_needed(half_width: float = TARGET_HALF_WIDTH, mcc: float = TYP
     return math.ceil((1.96 * (1 - mcc**2) / half_width) ** 2)
 
 
+def _why(excluded: dict) -> str:
+    return "; ".join(f"{r['items']}: {r['reason']}" for r in excluded.get("url_reasons", []))
+
+
 def freeze_warnings(rows: list[FrozenRow], excluded: dict[str, int]) -> list[dict]:
     """What the person freezing should know: items left out (and why), a holdout too small to separate models."""
     warnings = []
     url_only = excluded.get("url_only", 0) + excluded.get("holdout_url_only", 0)
     if url_only:
+        why = _why(excluded)
         warnings.append(
             {
                 "code": "url_only",
                 "items": url_only,
-                "message": f"{url_only} labeled items were left out: they have only an image URL, which Hardcase "
-                "stores as a reference and never fetches; send their image bytes (base64 or multipart) to train "
-                "and evaluate on them",
+                "reasons": excluded.get("url_reasons", []),
+                "message": f"{url_only} labeled items were left out: their image is only a reference that is not "
+                f"in the blob store ({why}). Allowlisted s3://, gs:// and http(s):// references are fetched by "
+                "a worker; or send the image bytes (base64 or multipart)",
             }
         )
     n = sum(1 for row in rows if row.split == "holdout")
@@ -337,13 +361,24 @@ def slice_warnings(stats: dict) -> list[dict]:
 
 
 def freeze_dataset_version(
-    *, db_session: Session, project: Project, freeze: DatasetFreeze, user_id: int | None
+    *,
+    db_session: Session,
+    project: Project,
+    freeze: DatasetFreeze,
+    user_id: int | None,
+    settings: Settings | None = None,
 ) -> DatasetVersion:
-    """Snapshots the consensus labels into a new immutable version (the first freeze also fixes the holdout)."""
-    rows, items, excluded = _frozen_rows(db_session, project, freeze, user_id)
+    """Snapshots the consensus labels into a new immutable version (the first freeze also fixes the holdout).
+
+    Items whose referenced image is not stored yet are left out with their reason; with `settings`, those a
+    worker may still fetch are queued for it.
+    """
+    rows, items, excluded = _frozen_rows(db_session, project, freeze, user_id, settings)
     if not any(row.split == "train" for row in rows):
         field = "slice" if freeze.slice is not None else "filters"
-        raise ApiError(422, field, "no consensus-labeled items with stored images match these filters")
+        waiting = excluded.get("url_only", 0)
+        more = f" ({waiting} labeled items have only a referenced image: {_why(excluded)})" if waiting else ""
+        raise ApiError(422, field, f"no consensus-labeled items with stored images match these filters{more}")
     filters = freeze.model_dump(mode="json", exclude={"val_fraction", "holdout_fraction", "slice"})
     filters["slice"] = freeze.slice.canonical() if freeze.slice is not None else None
     stats = {**dataset_stats(project, rows, items, excluded), "warnings": freeze_warnings(rows, excluded)}
@@ -429,7 +464,7 @@ def dataset_records(*, db_session: Session, version: DatasetVersion, blobs: Blob
     predictions = _stored_predictions(db_session, version)
     records = []
     for row, item in version_items(db_session=db_session, version=version):
-        sha = sha_from_uri(item.image_uri)
+        sha = stored_sha(item.image_uri, item.sha256)
         path = blobs.path_for(sha) if sha else None
         if path is None or not path.exists():
             raise ApiError(

@@ -21,11 +21,13 @@ class Item(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     external_id: Mapped[str] = mapped_column(String(255))
-    image_uri: Mapped[str | None] = mapped_column(String(1024))  # blob:<sha256> or an external URL
+    image_uri: Mapped[str | None] = mapped_column(String(1024))  # blob:<sha256> or a reference (URL)
     sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     width: Mapped[int | None]
     height: Mapped[int | None]
     phash: Mapped[int | None] = mapped_column(BigInteger)  # 64-bit dHash stored as signed int64
+    # Why a referenced (s3://, gs://, http(s)://) image could not be fetched; None once fetched or untried.
+    image_error: Mapped[str | None] = mapped_column(String(500))
     captured_at: Mapped[datetime | None]
     camera_id: Mapped[str | None] = mapped_column(String(255))
     is_night: Mapped[bool | None]

@@ -14,8 +14,8 @@ from starlette.datastructures import UploadFile
 from app.auth import permissions as can
 from app.core.errors import ApiError
 from app.deps import BlobsDep, LimitQuery, OffsetQuery, ProjectDep, SessionDep, SettingsDep
-from app.ingest import service
-from app.ingest.schemas import IngestSummary, ItemPage, ItemRead, PredictionRead
+from app.ingest import references, service
+from app.ingest.schemas import IngestSummary, ItemPage, ItemRead, PredictionRead, ReferenceStatus
 
 router = APIRouter(prefix="/api/v1/projects/{project}", tags=["ingest"])
 # GET /items/{external_id:path} matches any tail, so app.main includes this router after the routes of
@@ -121,6 +121,13 @@ def _item_read(item, predictions) -> ItemRead:
     read = ItemRead.model_validate(item)
     read.predictions = [PredictionRead.model_validate(p) for p in predictions]
     return read
+
+
+@router.get("/images/references", response_model=ReferenceStatus, dependencies=[Depends(can.read_project)])
+def reference_status(project: ProjectDep, session: SessionDep, settings: SettingsDep) -> ReferenceStatus:
+    """How many referenced images workers have fetched, how many failed (and why), how many are pending."""
+    status = references.reference_status(db_session=session, project=project, settings=settings)
+    return ReferenceStatus.model_validate(status)
 
 
 @router.get("/items", response_model=ItemPage, dependencies=[Depends(can.read_project)])

@@ -73,7 +73,11 @@ class ImageRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     base64: str | None = None
-    url: str | None = Field(None, max_length=1024)
+    url: str | None = Field(
+        None,
+        max_length=1024,
+        description="a reference (s3://, gs://, https://, http://); workers fetch it from allowlisted sources",
+    )
     file: str | None = Field(None, description="name of a multipart part holding the bytes")
 
     @model_validator(mode="after")
@@ -150,6 +154,7 @@ class ItemRead(BaseModel):
     external_id: str
     image_uri: str | None
     sha256: str | None
+    image_error: str | None = None
     width: int | None
     height: int | None
     captured_at: datetime | None
@@ -166,3 +171,21 @@ class ItemPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class ReferenceReason(BaseModel):
+    reason: str
+    items: int
+    examples: list[str]
+
+
+class ReferenceStatus(BaseModel):
+    """Where the project's referenced (s3://, gs://, http(s)://) images stand."""
+
+    references: int
+    stored: int = Field(description="fetched into the blob store: trainable and exportable")
+    failed: int = Field(
+        description="the last fetch failed (retried at the next freeze), or settings forbid it"
+    )
+    pending: int = Field(description="not fetched yet")
+    failures: list[ReferenceReason] = Field(description="failed items grouped by reason, most first")

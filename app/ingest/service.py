@@ -16,6 +16,8 @@ from app.core.bulk import insert_new_rows, refresh_statistics
 from app.core.config import Settings
 from app.ingest.images import ImageRejected, check_image, decode_base64
 from app.ingest.models import Item, Prediction
+from app.ingest.references import queue_fetch
+from app.ingest.remote import is_remote_reference
 from app.ingest.schemas import IngestSummary, ItemError, ItemIn, ItemMetadata
 from app.metrics import events as metrics
 from app.projects.models import Project
@@ -248,6 +250,14 @@ def _created_predictions(columns: dict[str, list[Any]], created: set[int]) -> Pr
     return PredictionRows(*([column[i] for i in keep] for column in pick))
 
 
+def _new_references(entries: list[_ValidItem], item_ids: dict[str, int], created: set[int]) -> list[int]:
+    """Items created now whose image is a reference a worker can fetch (the request itself never fetches)."""
+    ids = (
+        item_ids[e.item.external_id] for e in entries if is_remote_reference(e.image_fields.get("image_uri"))
+    )
+    return sorted(i for i in ids if i in created)
+
+
 @metrics.counts_ingest
 def ingest_batch(
     *,
@@ -274,6 +284,13 @@ def ingest_batch(
         created_item_ids=created,
         created_predictions=_created_predictions(predictions, created),
     )
+    if settings.remote_prefetch:
+        queue_fetch(
+            db_session=db_session,
+            settings=settings,
+            project_id=project.id,
+            item_ids=_new_references(valid, item_ids, created),
+        )
     db_session.commit()
     refresh_statistics(db_session, INGEST_TABLES)
     return IngestSummary(

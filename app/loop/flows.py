@@ -113,7 +113,11 @@ def start_training(db_session: Session, project: Project, run: LoopRun, settings
     try:
         with db_session.begin_nested():
             version = freeze_dataset_version(
-                db_session=db_session, project=project, freeze=DatasetFreeze(), user_id=run.created_by
+                db_session=db_session,
+                project=project,
+                freeze=DatasetFreeze(),
+                user_id=run.created_by,
+                settings=settings,
             )
             created = [
                 submit(db_session, project, run, version.version, spec, settings)

@@ -312,7 +312,7 @@ def start_training(
 ) -> Job:
     """Freezes the current consensus labels and queues the project's default job kind on them."""
     version = freeze_dataset_version(
-        db_session=db_session, project=project, freeze=DatasetFreeze(), user_id=None
+        db_session=db_session, project=project, freeze=DatasetFreeze(), user_id=None, settings=settings
     )
     job_in = JobCreate(kind=default_job_kind(project), dataset_version=version.version)
     job = jobs.create_job(

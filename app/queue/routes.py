@@ -8,10 +8,12 @@ from fastapi import APIRouter, Body, Depends, Form, Response
 from fastapi.responses import FileResponse
 
 from app.auth import permissions as can
-from app.core.blobs import sha_from_uri
+from app.core.blobs import stored_sha
 from app.core.errors import ApiError
 from app.deps import BlobsDep, IdPath, ProjectDep, SessionDep, SettingsDep
 from app.ingest.models import Item
+from app.ingest.proxy import proxied_image
+from app.ingest.remote import is_remote_reference
 from app.labels import service as labels_service
 from app.projects.schemas import ProjectRead, ProjectUpdate
 from app.queue import service
@@ -127,22 +129,44 @@ def media_type_of(head: bytes) -> str:
     )
 
 
-@router.get("/items/{item_id}/image", response_class=FileResponse, dependencies=[Depends(can.read_item)])
-def item_image(item_id: IdPath, project: ProjectDep, session: SessionDep, blobs: BlobsDep) -> FileResponse:
-    """The stored image bytes; items that only reference a URL have none here (URLs are never fetched)."""
+@router.get(
+    "/items/{item_id}/image",
+    response_class=FileResponse,
+    dependencies=[Depends(can.view_item_image)],
+    responses={
+        200: {"content": {"image/*": {}}, "description": "the image bytes"},
+        403: {
+            "description": "also: settings forbid fetching the item's reference (allowlist, private address)"
+        },
+        502: {"description": "the item's referenced image could not be fetched; `errors` says why"},
+    },
+)
+def item_image(
+    item_id: IdPath, project: ProjectDep, session: SessionDep, blobs: BlobsDep, settings: SettingsDep
+) -> Response:
+    """The stored image, or the item's referenced (s3://, gs://, http(s)://) image through a caching proxy."""
     item = session.get(Item, item_id)
     if item is None or item.project_id != project.id:
         raise ApiError(404, "item_id", f"no item {item_id} in project {project.name!r}")
-    sha = sha_from_uri(item.image_uri)
-    if sha is None or not blobs.exists(sha):
+    sha = stored_sha(item.image_uri, item.sha256)
+    if sha is not None and blobs.exists(sha):
+        return _image_file(blobs.path_for(sha))
+    if not is_remote_reference(item.image_uri):
         reference = f" (it references {item.image_uri})" if item.image_uri else ""
-        raise ApiError(404, "image", f"item {item_id} has no stored image{reference}; URLs are not fetched")
-    path = blobs.path_for(sha)
+        raise ApiError(404, "image", f"item {item_id} has no stored or fetchable image{reference}")
+    found = proxied_image(item.image_uri or "", settings)
+    if isinstance(found, bytes):
+        return Response(found, media_type=media_type_of(found[:12]), headers=IMAGE_CACHE_HEADERS)
+    return _image_file(found)
+
+
+IMAGE_CACHE_HEADERS = {"Cache-Control": "private, max-age=86400, immutable"}
+
+
+def _image_file(path) -> FileResponse:
     with path.open("rb") as fh:
         head = fh.read(12)
-    return FileResponse(
-        path, media_type=media_type_of(head), headers={"Cache-Control": "private, max-age=86400, immutable"}
-    )
+    return FileResponse(path, media_type=media_type_of(head), headers=IMAGE_CACHE_HEADERS)
 
 
 @router.patch("", response_model=ProjectUpdated, dependencies=[Depends(can.admin_project)])

@@ -7,6 +7,7 @@ import zipfile
 
 from app.core.blobs import BlobStore
 from app.datasets.splits import content_hash, val_split
+from app.ingest.remote import FETCH_OFF
 from app.labels.models import Annotation
 from tests.utils.factories import make_project
 from tests.utils.labeled_data import client_as, seed_labeled_items
@@ -104,12 +105,14 @@ def test_filters_restrict_training_items_but_keep_the_whole_holdout(app, db):
 
 
 def test_url_only_items_are_left_out_and_counted(app, db):
+    """Without an allowlist, referenced images are never fetched: the freeze counts them and says why."""
     _, client, _, _ = setup_project(app, db, n=20, url_only=3)
     body = client.post(BASE, json={}).json()
     assert body["stats"]["excluded"]["url_only"] == 3
     assert body["item_count"] == 20
     warning = next(w for w in body["stats"]["warnings"] if w["code"] == "url_only")
-    assert warning["items"] == 3 and "only an image URL" in warning["message"]
+    assert warning["items"] == 3 and FETCH_OFF in warning["message"]
+    assert [(r["reason"], r["items"]) for r in warning["reasons"]] == [(FETCH_OFF, 3)]
     assert 'data-freeze-warning="url_only"' in client.get("/projects/roadwork/datasets").text
 
 

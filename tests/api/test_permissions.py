@@ -21,6 +21,7 @@ from tests.utils.accounts import PASSWORD, item_ids, logged_in, make_user
 from tests.utils.dashboard_data import seed_training
 from tests.utils.factories import b64, item, make_key, make_project, png_bytes
 from tests.utils.loop import seed_loop_run
+from tests.utils.remote_sources import http_image_server
 
 SLASHED_ID = "cam7/2026-11-25T08:14:03Z"
 
@@ -311,3 +312,40 @@ def test_an_item_is_addressable_whatever_characters_its_external_id_holds(app, d
     photo = client.get("/api/v1/projects/beta/items/photo").json()["id"]
     image = client.get(f"/api/v1/projects/beta/items/{photo}/image")  # not shadowed by the any-tail route
     assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+
+
+def test_the_image_proxy_for_a_referenced_item_follows_its_rule_for_every_persona(app, world):
+    """The label page's proxy (view_item_image) fetches a referenced image only for those the rule lets
+    through; everyone else gets the matrix's refusal before anything is fetched."""
+    with http_image_server() as web:
+        web.files["/cam.png"] = png_bytes()
+        app.state.settings = app.state.settings.model_copy(
+            update={
+                "remote_image_allowlist": web.base,
+                "remote_allow_private": True,
+                "remote_prefetch": False,
+            }
+        )
+        unscoped = world.keys[(None, frozenset(SCOPES))]
+        batch = [item("referenced", image={"url": web.url("cam.png")})]
+        ingest = TestClient(app).post(
+            "/api/v1/projects/beta/predictions", json={"items": batch}, headers={"X-API-Key": unscoped}
+        )
+        assert ingest.status_code == 201, ingest.text
+        item_id = ingest_item_id(world, unscoped)
+        template = "/api/v1/projects/{project}/items/{item_id}/image"
+        rule = next(r for m, t, r in declared_routes(app) if t == template and m == "GET")
+        assert rule.name == "view_item_image"
+        for persona in PERSONAS:
+            scopes = set(SCOPES) - ({rule.scope} if persona.lacks_the_scope else set())
+            response = world.client(persona, scopes).get(f"/api/v1/projects/beta/items/{item_id}/image")
+            expected = refusal(rule, persona, scopes)
+            assert response.status_code == (expected or 200), (persona.name, response.text[:200])
+            if expected is None:
+                assert response.content == web.files["/cam.png"]
+        assert web.requests == ["/cam.png"]  # fetched once, for the first allowed caller; then the cache
+
+
+def ingest_item_id(world: World, key: str) -> int:
+    client = TestClient(world.app, headers={"X-API-Key": key})
+    return client.get("/api/v1/projects/beta/items/referenced").json()["id"]
