@@ -1,7 +1,7 @@
 """class probabilities of multiclass models' holdout scores; worker capabilities
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0009
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0011"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
