@@ -130,3 +130,55 @@ def _upsert_generic(
         set_={c: getattr(stmt.excluded, c) for c in (*WRITTEN, "reasons", "updated_at")},
     )
     db_session.execute(stmt, rows)
+
+
+# --- binary COPY: whole columns in and out of PostgreSQL as numpy arrays -------------------------------------
+
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_COPY_HEADER = _COPY_SIGNATURE + struct.pack(">ii", 0, 0)  # no OIDs, no header extension
+_COPY_TRAILER = struct.pack(">h", -1)
+# The wire type of each supported column type (binary COPY is big-endian).
+_COPY_TYPES = {"int8": ">i8", "int4": ">i4", "float8": ">f8", "bool": "u1"}
+
+
+def _row_dtype(columns: list[tuple[str, str]]) -> np.dtype:
+    """One binary COPY tuple of fixed-width, never-NULL fields: a field count, then (length, value) pairs."""
+    fields: list[tuple[str, str]] = [("_count", ">i2")]
+    for name, kind in columns:
+        fields += [(f"_len_{name}", ">i4"), (name, _COPY_TYPES[kind])]
+    return np.dtype(fields)
+
+
+def copy_out(cursor: Any, query: str, params: Any, columns: list[tuple[str, str]]) -> np.ndarray:
+    """`COPY (query) TO STDOUT (FORMAT BINARY)` parsed by numpy: a structured array with one field per column.
+
+    Every selected value must be fixed-width and non-NULL (COALESCE in the query): a NULL has no value bytes
+    and would shift the rows after it. Nothing is converted per value in Python.
+    """
+    with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)", params) as copy:
+        data = b"".join(bytes(block) for block in copy)
+    extension = struct.unpack_from(">i", data, len(_COPY_SIGNATURE) + 4)[0]
+    body = memoryview(data)[len(_COPY_HEADER) + extension : len(data) - len(_COPY_TRAILER)]
+    rows = np.frombuffer(body, dtype=_row_dtype(columns))
+    if len(rows) and (rows["_count"] != len(columns)).any():
+        raise ValueError("binary COPY: unexpected field count")
+    return rows
+
+
+def copy_in(cursor: Any, table: str, columns: dict[str, tuple[str, np.ndarray]]) -> None:
+    """Writes equal-length arrays into `table` with one binary COPY; columns map name -> (type, values).
+
+    NaN travels as a float (the statement reading the table turns it into NULL where needed).
+    """
+    spec = [(name, kind) for name, (kind, _) in columns.items()]
+    dtype = _row_dtype(spec)
+    n = len(next(iter(columns.values()))[1])
+    rows = np.empty(n, dtype=dtype)
+    rows["_count"] = len(spec)
+    for name, (kind, values) in columns.items():
+        rows[f"_len_{name}"] = np.dtype(_COPY_TYPES[kind]).itemsize
+        rows[name] = values
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.write(_COPY_HEADER)
+        copy.write(rows.tobytes())
+        copy.write(_COPY_TRAILER)
