@@ -486,11 +486,14 @@ def _reasons(project: Project, hardness: Hardness, predictions: list[Prediction]
 
 def item_payload(*, db_session: Session, project: Project, item_id: int) -> dict[str, Any]:
     """The item as the label page needs it: image URL, metadata, the cascade's predictions, why it is hard."""
-    item = db_session.get(Item, item_id)
-    hardness = db_session.get(Hardness, item_id)
-    predictions = _latest_by_model(
-        list(db_session.scalars(select(Prediction).where(Prediction.item_id == item_id)))
-    )
+    rows = db_session.execute(  # one round trip: the item, its queue row and its predictions
+        select(Item, Hardness, Prediction)
+        .join(Hardness, Hardness.item_id == Item.id)
+        .outerjoin(Prediction, Prediction.item_id == Item.id)
+        .where(Item.id == item_id)
+    ).all()
+    item, hardness = rows[0][0], rows[0][1]
+    predictions = _latest_by_model([row[2] for row in rows if row[2] is not None])
     metadata = {
         "captured_at": as_utc(item.captured_at).isoformat() if item.captured_at else None,
         "camera_id": item.camera_id,
