@@ -409,6 +409,9 @@ def _rerank_postgres(db_session: Session, project: Project, chunk: int) -> tuple
     raw = db_session.connection().connection.driver_connection
     items = created = 0
     with raw.cursor() as cursor:
+        cursor.execute(
+            "SET LOCAL work_mem = '64MB'"
+        )  # a chunk's join hashed in memory, not in batches on disk
         models = _project_models(cursor, project.id)
         _create_rerank_table(cursor)
         after = 0
