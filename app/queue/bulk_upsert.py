@@ -7,7 +7,7 @@ import struct
 from typing import Any
 
 import numpy as np
-from psycopg.adapt import Dumper
+from psycopg.adapt import Dumper, Loader
 from psycopg.pq import Format
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
@@ -132,7 +132,7 @@ def _upsert_generic(
     db_session.execute(stmt, rows)
 
 
-# --- binary COPY: whole columns in and out of PostgreSQL as numpy arrays -------------------------------------
+# --- binary COPY: whole columns into PostgreSQL from numpy arrays -------------------------------------
 
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _COPY_HEADER = _COPY_SIGNATURE + struct.pack(">ii", 0, 0)  # no OIDs, no header extension
@@ -147,22 +147,6 @@ def _row_dtype(columns: list[tuple[str, str]]) -> np.dtype:
     for name, kind in columns:
         fields += [(f"_len_{name}", ">i4"), (name, _COPY_TYPES[kind])]
     return np.dtype(fields)
-
-
-def copy_out(cursor: Any, query: str, params: Any, columns: list[tuple[str, str]]) -> np.ndarray:
-    """`COPY (query) TO STDOUT (FORMAT BINARY)` parsed by numpy: a structured array with one field per column.
-
-    Every selected value must be fixed-width and non-NULL (COALESCE in the query): a NULL has no value bytes
-    and would shift the rows after it. Nothing is converted per value in Python.
-    """
-    with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)", params) as copy:
-        data = b"".join(bytes(block) for block in copy)
-    extension = struct.unpack_from(">i", data, len(_COPY_SIGNATURE) + 4)[0]
-    body = memoryview(data)[len(_COPY_HEADER) + extension : len(data) - len(_COPY_TRAILER)]
-    rows = np.frombuffer(body, dtype=_row_dtype(columns))
-    if len(rows) and (rows["_count"] != len(columns)).any():
-        raise ValueError("binary COPY: unexpected field count")
-    return rows
 
 
 def copy_in(cursor: Any, table: str, columns: dict[str, tuple[str, np.ndarray]]) -> None:
@@ -182,3 +166,41 @@ def copy_in(cursor: Any, table: str, columns: dict[str, tuple[str, np.ndarray]])
         copy.write(_COPY_HEADER)
         copy.write(rows.tobytes())
         copy.write(_COPY_TRAILER)
+
+
+# --- binary arrays out: one row of aggregated columns, each parsed by numpy ---------------------------------
+
+_ARRAY_OIDS = {"int8": 1016, "int4": 1007, "float8": 1022, "bool": 1000}
+
+
+class _RawArrayLoader(Loader):
+    """Leaves a binary array as its wire bytes (psycopg would build a Python list, one object per value)."""
+
+    format = Format.BINARY
+
+    def load(self, data: Any) -> bytes:
+        return bytes(data)
+
+
+def _parse_array(data: bytes, kind: str) -> np.ndarray:
+    """A one-dimensional binary array without NULLs: (ndim, flags, oid, length, lower bound), then
+    (int32 size, value) pairs."""
+    ndim = struct.unpack_from(">i", data, 0)[0]
+    if ndim == 0:
+        return np.zeros(0, dtype=np.dtype(_COPY_TYPES[kind]).newbyteorder("="))
+    if ndim != 1 or struct.unpack_from(">i", data, 4)[0]:
+        raise ValueError("expected a one-dimensional array without NULLs")
+    values = np.frombuffer(data, dtype=[("size", ">i4"), ("value", _COPY_TYPES[kind])], offset=20)["value"]
+    return values.astype(values.dtype.newbyteorder("="))
+
+
+def fetch_columns(cursor: Any, query: str, params: Any, kinds: list[str]) -> list[np.ndarray]:
+    """Runs `query`, which must return one row of one-dimensional arrays (array_agg of never-NULL values), in
+    binary and returns them as numpy arrays: a million values cost one memory copy, not a million objects."""
+    for kind in set(kinds):
+        cursor.adapters.register_loader(_ARRAY_OIDS[kind], _RawArrayLoader)
+    row = cursor.execute(query, params, binary=True).fetchone()
+    return [
+        np.zeros(0, dtype=np.dtype(_COPY_TYPES[k]).newbyteorder("=")) if v is None else _parse_array(v, k)
+        for v, k in zip(row, kinds, strict=True)
+    ]

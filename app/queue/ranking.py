@@ -17,7 +17,14 @@ from app.core.db import is_postgres, utcnow
 from app.ingest.models import Item, Prediction
 from app.projects.models import Project
 from app.projects.service import takes_boxes
-from app.queue.bulk_upsert import PackedArray, PackedArrayDumper, copy_in, copy_out, pg_array, upsert_hardness
+from app.queue.bulk_upsert import (
+    PackedArray,
+    PackedArrayDumper,
+    copy_in,
+    fetch_columns,
+    pg_array,
+    upsert_hardness,
+)
 from app.queue.models import Hardness
 from ml.scoring import HardnessArrays, StrategyConfig, box_disagreement, rank_matrix
 
@@ -361,18 +368,22 @@ WITH RECURSIVE m(model) AS (
 )
 SELECT model FROM m WHERE model IS NOT NULL
 """
-# The project's items after a cursor, their stored box disagreement and whether they are ranked yet.
+# The project's items after a cursor, their stored box disagreement and whether they are ranked yet: one row
+# of arrays (array_agg), read in binary and parsed by numpy.
 _ITEMS_SQL = (
-    "SELECT i.id::int8, COALESCE(h.box_disagreement, 0)::float8, h.item_id IS NULL FROM items AS i "
-    "LEFT JOIN hardness AS h ON h.item_id = i.id "
-    "WHERE i.project_id = %(project)s AND i.id > %(after)s ORDER BY i.id LIMIT %(limit)s"
+    "SELECT array_agg(id ORDER BY id), array_agg(box ORDER BY id), array_agg(is_new ORDER BY id) FROM ("
+    "SELECT i.id::int8 AS id, COALESCE(h.box_disagreement, 0)::float8 AS box, h.item_id IS NULL AS is_new "
+    "FROM items AS i LEFT JOIN hardness AS h ON h.item_id = i.id "
+    "WHERE i.project_id = %(project)s AND i.id > %(after)s ORDER BY i.id LIMIT %(limit)s) AS chunk"
 )
-# Each prediction's P(positive): the score, else probs[1] of a two-class vector (as prediction_value), else NaN.
+# Each prediction's P(positive): the score, else probs[1] of a two-class vector (as prediction_value), else NaN;
+# in insertion order (the latest prediction per item and model wins).
 _SCORES_SQL = (
-    "SELECT id::int8, item_id::int8, COALESCE(array_position(%(models)s::text[], model::text), 0)::int4, "
-    "COALESCE(score, CASE WHEN jsonb_typeof(probs) = 'array' AND jsonb_array_length(probs) = 2 "
-    "AND jsonb_typeof(probs -> 1) = 'number' THEN (probs ->> 1)::float8 END, 'NaN')::float8 "
-    "FROM predictions WHERE project_id = %(project)s AND item_id BETWEEN %(first)s AND %(last)s"
+    "SELECT array_agg(item_id ORDER BY id), array_agg(model ORDER BY id), array_agg(score ORDER BY id) FROM ("
+    "SELECT id, item_id::int8 AS item_id, COALESCE(array_position(%(models)s::text[], model::text), 0)::int4 "
+    "AS model, COALESCE(score, CASE WHEN jsonb_typeof(probs) = 'array' AND jsonb_array_length(probs) = 2 "
+    "AND jsonb_typeof(probs -> 1) = 'number' THEN (probs ->> 1)::float8 END, 'NaN')::float8 AS score "
+    "FROM predictions WHERE project_id = %(project)s AND item_id BETWEEN %(first)s AND %(last)s) AS chunk"
 )
 
 
@@ -383,25 +394,22 @@ def _project_models(cursor: Any, project_id: int) -> list[str]:
 
 def _score_matrix(cursor: Any, project_id: int, models: list[str], ids: np.ndarray) -> np.ndarray:
     """(items, models) P(positive) of the latest prediction per item and model, NaN where none."""
-    rows = copy_out(
+    item_ids, model_ids, scores = fetch_columns(
         cursor,
         _SCORES_SQL,
         {"models": models, "project": project_id, "first": int(ids[0]), "last": int(ids[-1])},
-        [("id", "int8"), ("item_id", "int8"), ("model", "int4"), ("score", "float8")],
+        ["int8", "int4", "float8"],
     )
     matrix = np.full((len(ids), len(models)), np.nan)
-    rows = rows[rows["model"] > 0]  # a model first seen after the model list was read: next re-rank
-    if not len(rows):
-        return matrix
-    prediction_ids = rows["id"].astype(np.int64)
-    if (np.diff(prediction_ids) < 0).any():
-        rows = rows[np.argsort(prediction_ids, kind="stable")]
-    positions = np.searchsorted(ids, rows["item_id"].astype(np.int64))
-    known = (positions < len(ids)) & (ids[np.minimum(positions, len(ids) - 1)] == rows["item_id"])
-    positions, rows = positions[known], rows[known]
-    columns = rows["model"].astype(np.int64) - 1
-    last = _last_per_item(positions * len(models) + columns)
-    matrix[positions[last], columns[last]] = rows["score"][last]
+    positions = np.searchsorted(ids, item_ids)
+    # A model first seen after the model list was read waits for the next re-rank; so does an item added
+    # to the id range after its chunk was listed.
+    known = (model_ids > 0) & (positions < len(ids))
+    known[known] = ids[positions[known]] == item_ids[known]
+    positions, columns, scores = positions[known], model_ids[known].astype(np.int64) - 1, scores[known]
+    if len(positions):
+        last = _last_per_item(positions * len(models) + columns)
+        matrix[positions[last], columns[last]] = scores[last]
     return matrix
 
 
@@ -416,18 +424,17 @@ def _rerank_postgres(db_session: Session, project: Project, chunk: int) -> tuple
         _create_rerank_table(cursor)
         after = 0
         while True:
-            batch = copy_out(
+            ids, boxes, is_new = fetch_columns(
                 cursor,
                 _ITEMS_SQL,
                 {"project": project.id, "after": after, "limit": chunk},
-                [("id", "int8"), ("box", "float8"), ("is_new", "bool")],
+                ["int8", "float8", "bool"],
             )
-            if not len(batch):
+            if not len(ids):
                 break
-            ids = batch["id"].astype(np.int64)
             matrix = _score_matrix(cursor, project.id, models, ids) if models else np.zeros((len(ids), 0))
-            columns = measure_columns(project, rank(project, matrix, models, ids, batch["box"].astype(float)))
-            created += _write_rerank_chunk(cursor, project.id, ids, columns, batch["is_new"].astype(bool))
+            columns = measure_columns(project, rank(project, matrix, models, ids, boxes))
+            created += _write_rerank_chunk(cursor, project.id, ids, columns, is_new.astype(bool))
             items += len(ids)
             after = int(ids[-1])
     return items, created
