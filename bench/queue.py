@@ -160,6 +160,39 @@ print(json.dumps({"seconds": seconds, "items": summary.items, "created": summary
 """
 
 
+# Leases through the service function alone (no HTTP, no auth): what the SQL costs. Each item is released
+# again, so every lease sees the same pool. Prints the per-lease milliseconds.
+LEASE_SNIPPET = """
+import json, sys, time
+from sqlalchemy import select
+from app.auth.models import User
+from app.core.db import make_engine, make_sessionmaker, session_scope
+from app.projects.models import Project
+from app.queue.service import lease_next_item, release_items
+url, project_id, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sessions = make_sessionmaker(make_engine(url))
+times = []
+with session_scope(sessions) as session:
+    project = session.get(Project, project_id)
+    user = session.scalar(select(User).where(User.username == "annotator0"))
+    for _ in range(n):
+        started = time.perf_counter()
+        lease = lease_next_item(db_session=session, project=project, user=user, lease_minutes=5)
+        times.append((time.perf_counter() - started) * 1000)
+        release_items(db_session=session, project=project, user=user, item_ids=[lease.item_id])
+print(json.dumps(times))
+"""
+
+
+def service_leases(url: str, project_id: int, n: int, root: Path) -> list[float]:
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    cmd = [sys.executable, "-c", LEASE_SNIPPET, url, str(project_id), str(n)]
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"leases in {root} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def timed_rerank(url: str, project_id: int, threshold: float, root: Path) -> dict:
     """One re-rank (the first ranking when the project has no hardness rows) by the code in `root`, committed;
     the table is vacuumed and analysed afterwards, outside the timing, so each run starts from the same state."""
@@ -248,6 +281,7 @@ class Measured:
     first_s: list[float] = field(default_factory=list)
     rerank_s: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
+    service: dict[str, float] = field(default_factory=dict)
     alone: dict[str, float] = field(default_factory=dict)
     crowd: dict[str, float] = field(default_factory=dict)
     doubles: int = 0
@@ -282,6 +316,11 @@ def measure_leases(url: str, project_id: int, root: Path, tmp: Path, args, measu
     """Both checkouts serve the same state: ranked by the current code, analysed, nobody labeled yet."""
     reset_queue(url)
     timed_rerank(url, project_id, 0.5, REPO_ROOT)
+    service = service_leases(url, project_id, args.alone_labels, root)
+    measured.service = dict(zip(("p50", "p95"), np.percentile(service, [50, 95]), strict=True))
+    print(f"  lease_next_item     {percentiles(service)} (in-process, one annotator)", flush=True)
+    if "http" in args.skip:
+        return
     with ExitStack() as servers:
         urls = [
             servers.enter_context(api_server(url, tmp / f"s{i}", root=root, PYTHONPATH=str(root)))
@@ -309,6 +348,8 @@ def summary(args, current: Measured, baseline: Measured | None) -> None:
         compare("first ranking (s)", current.first_s, baseline.first_s)
         compare("full re-rank (s)", current.rerank_s, baseline.rerank_s)
         compare("re-rank peak RSS (MB)", current.rss_mb, baseline.rss_mb)
+    for key in current.service:
+        compare(f"lease_next_item {key} (ms)", current.service[key], baseline.service[key])
     for who, now, before in (
         ("alone", current.alone, baseline.alone),
         ("crowd", current.crowd, baseline.crowd),
@@ -362,7 +403,13 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="single-process uvicorn servers, annotators spread over them as behind a load balancer",
     )
-    parser.add_argument("--skip", choices=("ranking", "leases"), action="append", default=[])
+    parser.add_argument(
+        "--skip",
+        choices=("ranking", "leases", "http"),
+        action="append",
+        default=[],
+        help="http: leases through the service function only",
+    )
     parser.add_argument("--database", help="an existing database to load once and reuse (not dropped)")
     parser.add_argument(
         "--baseline-root",
