@@ -17,7 +17,14 @@ from app.core.db import is_postgres, utcnow
 from app.ingest.models import Item, Prediction
 from app.projects.models import Project
 from app.projects.service import takes_boxes
-from app.queue.bulk_upsert import PackedArray, PackedArrayDumper, pg_array, upsert_hardness
+from app.queue.bulk_upsert import (
+    PackedArray,
+    PackedArrayDumper,
+    copy_in,
+    fetch_columns,
+    pg_array,
+    upsert_hardness,
+)
 from app.queue.models import Hardness
 from ml.scoring import HardnessArrays, StrategyConfig, box_disagreement, rank_matrix
 
@@ -64,20 +71,6 @@ def prediction_value(project: Project, score: float | None, probs: list | None) 
     if probs is not None and len(probs) == 2:
         return float(probs[1])
     return None
-
-
-def _matrix(project: Project, values: list[dict[str, Any]], models: list[str]) -> np.ndarray:
-    """Rows of {model: value} -> (items, models) or (items, models, classes) with NaN where missing."""
-    if project.kind == "multiclass":
-        out = np.full((len(values), len(models), len(project.classes)), np.nan)
-    else:
-        out = np.full((len(values), len(models)), np.nan)
-    column = {m: j for j, m in enumerate(models)}
-    for i, row in enumerate(values):
-        for model, value in row.items():
-            if value is not None:
-                out[i, column[model]] = value
-    return out
 
 
 def rank(
@@ -187,26 +180,34 @@ def _values(project: Project, rows: PredictionRows) -> np.ndarray:
     return out
 
 
-def latest_matrix(
+def _scatter(
     project: Project, item_ids: np.ndarray, rows: PredictionRows
-) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """(score matrix, model names, box disagreement per item) from the latest prediction per item and model."""
+) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """(score matrix, model names, row position of each prediction, indices of the latest per item and model)."""
     models = sorted(set(rows.models))
     n_items, n_models = len(item_ids), len(models)
     shape = (n_items, n_models, len(project.classes)) if project.kind == "multiclass" else (n_items, n_models)
     matrix = np.full(shape, np.nan)
-    boxes = np.zeros(n_items)
     if not n_models:
-        return matrix, models, boxes
+        return matrix, models, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     column = {m: j for j, m in enumerate(models)}
     positions = np.searchsorted(item_ids, np.array(rows.item_ids, dtype=np.int64))
     columns = np.array([column[m] for m in rows.models], dtype=np.int64)
     last = _last_per_item(positions * n_models + columns)
     matrix[positions[last], columns[last]] = _values(project, rows)[last]
-    if takes_boxes(project):
+    return matrix, models, positions, last
+
+
+def latest_matrix(
+    project: Project, item_ids: np.ndarray, rows: PredictionRows
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(score matrix, model names, box disagreement per item) from the latest prediction per item and model."""
+    matrix, models, positions, last = _scatter(project, item_ids, rows)
+    boxes = np.zeros(len(item_ids))
+    if models and takes_boxes(project):
         detectors = None if project.kind == "detection" else _detectors(rows)
         boxes = _box_scores(
-            n_items,
+            len(item_ids),
             positions[last],
             [rows.models[i] for i in last],
             [rows.boxes[i] for i in last],
@@ -302,6 +303,20 @@ def rescore_after_ingest(
 
 # --- full re-rank: the whole project after its threshold or strategy changed ---------------------------------
 
+# Items per step of a full re-rank: memory stays bounded (about 100 MB a step) whatever the project's size.
+RERANK_CHUNK = 250_000
+RERANK_TABLE = "hardcase_rerank"
+# One binary COPY tuple per item: the measures written back, plus whether the item has no hardness row yet.
+RERANK_COLUMNS = {
+    "item_id": "int8",
+    **{c: "float8" for c in MEASURE_COLUMNS},
+    "box_disagreement": "float8",
+    "n_models": "int4",
+    "likely_positive": "bool",
+    "is_new": "bool",
+}
+NULLABLE = frozenset(MEASURE_COLUMNS) - {"priority"}
+
 
 def enrol_missing_items(*, db_session: Session, project: Project) -> int:
     """Inserts a pending hardness row for every item of the project that has none (one statement).
@@ -316,18 +331,6 @@ def enrol_missing_items(*, db_session: Session, project: Project) -> int:
     return max(result.rowcount or 0, 0)
 
 
-def _ranked_ids(db_session: Session, project_id: int) -> tuple[np.ndarray, np.ndarray]:
-    rows = db_session.execute(
-        select(Hardness.item_id, Hardness.box_disagreement)
-        .where(Hardness.project_id == project_id)
-        .order_by(Hardness.item_id)
-    ).all()
-    if not rows:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    data = np.array(rows, dtype=np.float64)
-    return data[:, 0].astype(np.int64), data[:, 1]
-
-
 def _last_per_item(positions: np.ndarray) -> np.ndarray:
     """Indices of the last occurrence of each position (rows come in insertion order: latest wins)."""
     reversed_positions = positions[::-1]
@@ -335,59 +338,174 @@ def _last_per_item(positions: np.ndarray) -> np.ndarray:
     return len(positions) - 1 - first_in_reversed
 
 
-def _binary_matrix(db_session: Session, project: Project, ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    models = sorted(
-        db_session.scalars(select(Prediction.model).where(Prediction.project_id == project.id).distinct())
-    )
-    matrix = np.full((len(ids), len(models)), np.nan)
-    for j, model in enumerate(models):
-        rows = db_session.execute(
-            select(Prediction.item_id, Prediction.score)
-            .where(Prediction.project_id == project.id, Prediction.model == model)
-            .order_by(Prediction.id)
-        ).all()
-        data = np.array([(r[0], np.nan if r[1] is None else r[1]) for r in rows], dtype=np.float64)
-        if not len(data):
-            continue
-        positions = np.searchsorted(ids, data[:, 0].astype(np.int64))
-        last = _last_per_item(positions)
-        matrix[positions[last], j] = data[last, 1]
-    return matrix, models
+def rerank_project(*, db_session: Session, project: Project, chunk: int = RERANK_CHUNK) -> RerankSummary:
+    """Re-scores every item of the project, `chunk` items at a time (read, rank_matrix, write back); items
+    without a hardness row get one. Stored box disagreement is kept (it does not depend on the ranking).
 
-
-def _multiclass_matrix(
-    db_session: Session, project: Project, ids: np.ndarray
-) -> tuple[np.ndarray, list[str]]:
-    values: dict[int, dict[str, Any]] = {}
-    rows = db_session.execute(
-        select(Prediction.item_id, Prediction.model, Prediction.score, Prediction.probs)
-        .where(Prediction.project_id == project.id)
-        .order_by(Prediction.id)
-    )
-    for item_id, model, score, probs in rows:
-        values.setdefault(item_id, {})[model] = prediction_value(project, score, probs)
-    models = sorted({m for row in values.values() for m in row})
-    return _matrix(project, [values.get(int(i), {}) for i in ids], models), models
-
-
-def rerank_project(*, db_session: Session, project: Project) -> RerankSummary:
-    """Re-scores every item of the project in one vectorised pass (bulk read, rank_matrix, bulk write).
-
+    PostgreSQL moves whole columns with binary COPY in both directions (one query reads a chunk's scores, one
+    COPY and one UPDATE ... FROM write it back); other databases read predictions as tuples.
     Reasons are cleared rather than rebuilt (a Python call per item would dominate at 1M items); the label
     page computes them for the one item it shows, and the next ingest of an item stores them again.
     """
     started = time.perf_counter()
+    if is_postgres(db_session) and project.kind != "multiclass":
+        items, created = _rerank_postgres(db_session, project, chunk)
+    else:
+        items, created = _rerank_generic(db_session, project, chunk)
+    seconds = time.perf_counter() - started
+    log.info("re-ranked project %s: %d items in %.2fs", project.name, items, seconds)
+    return RerankSummary(project_id=project.id, items=items, rows_created=created, seconds=seconds)
+
+
+# PostgreSQL, binary projects: the score matrix as one numpy array per chunk, no Python object per value.
+
+_MODELS_SQL = """
+WITH RECURSIVE m(model) AS (
+    SELECT min(model) FROM predictions WHERE project_id = %(project)s
+    UNION ALL
+    SELECT (SELECT min(model) FROM predictions WHERE project_id = %(project)s AND model > m.model)
+    FROM m WHERE m.model IS NOT NULL
+)
+SELECT model FROM m WHERE model IS NOT NULL
+"""
+# The project's items after a cursor, their stored box disagreement and whether they are ranked yet: one row
+# of arrays (array_agg), read in binary and parsed by numpy.
+_ITEMS_SQL = (
+    "SELECT array_agg(id ORDER BY id), array_agg(box ORDER BY id), array_agg(is_new ORDER BY id) FROM ("
+    "SELECT i.id::int8 AS id, COALESCE(h.box_disagreement, 0)::float8 AS box, h.item_id IS NULL AS is_new "
+    "FROM items AS i LEFT JOIN hardness AS h ON h.item_id = i.id "
+    "WHERE i.project_id = %(project)s AND i.id > %(after)s ORDER BY i.id LIMIT %(limit)s) AS chunk"
+)
+# Each prediction's P(positive): the score, else probs[1] of a two-class vector (as prediction_value), else NaN;
+# in insertion order (the latest prediction per item and model wins).
+_SCORES_SQL = (
+    "SELECT array_agg(item_id ORDER BY id), array_agg(model ORDER BY id), array_agg(score ORDER BY id) FROM ("
+    "SELECT id, item_id::int8 AS item_id, COALESCE(array_position(%(models)s::text[], model::text), 0)::int4 "
+    "AS model, COALESCE(score, CASE WHEN jsonb_typeof(probs) = 'array' AND jsonb_array_length(probs) = 2 "
+    "AND jsonb_typeof(probs -> 1) = 'number' THEN (probs ->> 1)::float8 END, 'NaN')::float8 AS score "
+    "FROM predictions WHERE project_id = %(project)s AND item_id BETWEEN %(first)s AND %(last)s) AS chunk"
+)
+
+
+def _project_models(cursor: Any, project_id: int) -> list[str]:
+    """Distinct model names by skip scan over (project_id, model): milliseconds, not a pass over predictions."""
+    return [row[0] for row in cursor.execute(_MODELS_SQL, {"project": project_id}).fetchall()]
+
+
+def _score_matrix(cursor: Any, project_id: int, models: list[str], ids: np.ndarray) -> np.ndarray:
+    """(items, models) P(positive) of the latest prediction per item and model, NaN where none."""
+    item_ids, model_ids, scores = fetch_columns(
+        cursor,
+        _SCORES_SQL,
+        {"models": models, "project": project_id, "first": int(ids[0]), "last": int(ids[-1])},
+        ["int8", "int4", "float8"],
+    )
+    matrix = np.full((len(ids), len(models)), np.nan)
+    positions = np.searchsorted(ids, item_ids)
+    # A model first seen after the model list was read waits for the next re-rank; so does an item added
+    # to the id range after its chunk was listed.
+    known = (model_ids > 0) & (positions < len(ids))
+    known[known] = ids[positions[known]] == item_ids[known]
+    positions, columns, scores = positions[known], model_ids[known].astype(np.int64) - 1, scores[known]
+    if len(positions):
+        last = _last_per_item(positions * len(models) + columns)
+        matrix[positions[last], columns[last]] = scores[last]
+    return matrix
+
+
+def _rerank_postgres(db_session: Session, project: Project, chunk: int) -> tuple[int, int]:
+    raw = db_session.connection().connection.driver_connection
+    items = created = 0
+    with raw.cursor() as cursor:
+        cursor.execute(
+            "SET LOCAL work_mem = '64MB'"
+        )  # a chunk's join hashed in memory, not in batches on disk
+        models = _project_models(cursor, project.id)
+        _create_rerank_table(cursor)
+        after = 0
+        while True:
+            ids, boxes, is_new = fetch_columns(
+                cursor,
+                _ITEMS_SQL,
+                {"project": project.id, "after": after, "limit": chunk},
+                ["int8", "float8", "bool"],
+            )
+            if not len(ids):
+                break
+            matrix = _score_matrix(cursor, project.id, models, ids) if models else np.zeros((len(ids), 0))
+            columns = measure_columns(project, rank(project, matrix, models, ids, boxes))
+            created += _write_rerank_chunk(cursor, project.id, ids, columns, is_new.astype(bool))
+            items += len(ids)
+            after = int(ids[-1])
+    return items, created
+
+
+def _create_rerank_table(cursor: Any) -> None:
+    types = {"int8": "bigint", "int4": "integer", "float8": "double precision", "bool": "boolean"}
+    columns = ", ".join(f"{name} {types[kind]}" for name, kind in RERANK_COLUMNS.items())
+    cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {RERANK_TABLE} ({columns}) ON COMMIT DROP")
+
+
+def _write_rerank_chunk(
+    cursor: Any, project_id: int, ids: np.ndarray, columns: dict[str, np.ndarray], is_new: np.ndarray
+) -> int:
+    """One binary COPY into the temporary table, one UPDATE ... FROM for ranked items (rows whose values did
+    not change are left alone: no dead tuple, no index entry), one INSERT for items ranked the first time.
+    The id range lets the join read only the chunk's rows of hardness (a hash join scanned all of it)."""
+    cursor.execute(f"TRUNCATE {RERANK_TABLE}")
+    values = {"item_id": ("int8", ids), **{c: ("float8", columns[c]) for c in MEASURE_COLUMNS}}
+    values |= {
+        "box_disagreement": ("float8", columns["box_disagreement"]),
+        "n_models": ("int4", columns["n_models"]),
+        "likely_positive": ("bool", columns["likely_positive"]),
+        "is_new": ("bool", is_new),
+    }
+    copy_in(cursor, RERANK_TABLE, values)
+    written = [*MEASURE_COLUMNS, "n_models", "likely_positive"]
+    read = [f"NULLIF(u.{c}, 'NaN')" if c in NULLABLE else f"u.{c}" for c in written]
+    cursor.execute(
+        f"UPDATE hardness AS h SET {', '.join(f'{c} = {v}' for c, v in zip(written, read, strict=True))}, "
+        f"reasons = NULL, updated_at = now() FROM {RERANK_TABLE} AS u "
+        f"WHERE h.item_id = u.item_id AND NOT u.is_new AND h.item_id BETWEEN {int(ids[0])} AND {int(ids[-1])} "
+        f"AND ({', '.join(f'h.{c}' for c in written)}) IS DISTINCT FROM ({', '.join(read)})"
+    )
+    if not is_new.any():
+        return 0
+    inserted = cursor.execute(
+        f"INSERT INTO hardness (item_id, project_id, {', '.join(written)}, box_disagreement, reasons, status, "
+        f"annotation_count, skip_count, updated_at) SELECT u.item_id, %s, {', '.join(read)}, u.box_disagreement, "
+        f"NULL, 'pending', 0, 0, now() FROM {RERANK_TABLE} AS u WHERE u.is_new "
+        "ON CONFLICT (item_id) DO NOTHING",
+        [project_id],
+    )
+    return max(inserted.rowcount or 0, 0)
+
+
+# Other databases, and multiclass projects (class vectors live in JSON): predictions read as tuples per chunk.
+
+
+def _rerank_generic(db_session: Session, project: Project, chunk: int) -> tuple[int, int]:
     created = enrol_missing_items(db_session=db_session, project=project)
-    ids, boxes = _ranked_ids(db_session, project.id)
-    if len(ids):
-        build = _multiclass_matrix if project.kind == "multiclass" else _binary_matrix
-        matrix, models = build(db_session, project, ids)
+    items, after = 0, 0
+    while True:
+        batch = db_session.execute(
+            select(Hardness.item_id, Hardness.box_disagreement)
+            .where(Hardness.project_id == project.id, Hardness.item_id > after)
+            .order_by(Hardness.item_id)
+            .limit(chunk)
+        ).all()
+        if not batch:
+            break
+        ids = np.array([row[0] for row in batch], dtype=np.int64)
+        boxes = np.array([row[1] for row in batch], dtype=np.float64)
+        rows = _fetch_predictions(db_session, project, ids.tolist())
+        matrix, models, _, _ = _scatter(project, ids, rows)
         columns = measure_columns(project, rank(project, matrix, models, ids, boxes))
         write = _bulk_update_postgres if is_postgres(db_session) else _bulk_update_generic
         write(db_session, ids, columns)
-    seconds = time.perf_counter() - started
-    log.info("re-ranked project %s: %d items in %.2fs", project.name, len(ids), seconds)
-    return RerankSummary(project_id=project.id, items=len(ids), rows_created=created, seconds=seconds)
+        items += len(ids)
+        after = int(ids[-1])
+    return items, created
 
 
 UPDATED_COLUMNS = (*MEASURE_COLUMNS, "likely_positive")
@@ -417,24 +535,11 @@ def _bulk_update_generic(db_session: Session, ids: np.ndarray, columns: dict[str
 
 
 def _bulk_update_postgres(db_session: Session, ids: np.ndarray, columns: dict[str, np.ndarray]) -> None:
-    """One UPDATE ... FROM unnest(arrays): the arrays travel as parameters, no per-row Python work."""
-    floats = [c for c in UPDATED_COLUMNS if c != "likely_positive"]
-    assignments = ", ".join(
-        [f"{c} = u.{c}" if c == "priority" else f"{c} = NULLIF(u.{c}, 'NaN')" for c in floats]
-        + ["likely_positive = u.likely_positive", "reasons = NULL", "updated_at = now()"]
-    )
-    arrays = ", ".join(["%s::bigint[]"] + ["%s::float8[]"] * len(floats) + ["%s::boolean[]"])
-    sql = (
-        f"UPDATE hardness AS h SET {assignments} FROM unnest({arrays}) "
-        f"AS u(item_id, {', '.join(floats)}, likely_positive) WHERE h.item_id = u.item_id"
-    )
+    """Multiclass on PostgreSQL: the chunk's measures through the binary COPY path of the binary projects."""
     raw = db_session.connection().connection.driver_connection
-    for start in range(0, len(ids), 200_000):
-        chunk = slice(start, start + 200_000)
-        params = [ids[chunk].tolist()] + [columns[c][chunk].tolist() for c in floats]
-        params.append(columns["likely_positive"][chunk].tolist())
-        with raw.cursor() as cursor:
-            cursor.execute(sql, params)
+    with raw.cursor() as cursor:
+        _create_rerank_table(cursor)
+        _write_rerank_chunk(cursor, 0, ids, columns, np.zeros(len(ids), dtype=bool))
 
 
 def ranked_count(*, db_session: Session, project_id: int) -> int:

@@ -172,7 +172,14 @@ def lease_next_item(
     `holding` lists the items the caller's page has on screen or prefetched: the user's other live leases
     come from pages that were closed (or a failed answer before a reload) and are handed back first, so the
     page is never told "nothing left" while its user holds work. A caller that sends no list keeps every
-    lease it takes (an API client may hold several)."""
+    lease it takes (an API client may hold several).
+
+    PostgreSQL does it all in one statement (LEASE_SQL); SQLite, which has no SKIP LOCKED, in several steps
+    guarded by a conditional UPDATE."""
+    if is_postgres(db_session):
+        lease = _lease_in_one_statement(db_session, project, user, lease_minutes, holding, config)
+        db_session.commit()
+        return lease
     expire_leases(db_session=db_session, project_id=project.id)
     expires_at = utcnow() + timedelta(minutes=lease_minutes)
     lease = None
@@ -182,6 +189,115 @@ def lease_next_item(
         lease = _lease_pending(db_session, project, user, expires_at, config)
     db_session.commit()
     return lease
+
+
+# The candidate rows: the project's pending items and lapsed leases (served as if expiry had run first), not
+# labeled by the user nor skipped by them lately, hardest first; {extra} narrows to likely positives.
+_POOL = """
+    SELECT h.item_id, h.priority, h.likely_positive FROM hardness AS h
+    WHERE h.project_id = %(project)s AND {status} {extra}
+      AND NOT EXISTS (SELECT 1 FROM annotations AS a WHERE a.item_id = h.item_id
+                      AND a.annotator_id = %(user)s AND a.state = 'current')
+      AND NOT EXISTS (SELECT 1 FROM queue_skips AS s WHERE s.item_id = h.item_id
+                      AND s.user_id = %(user)s AND s.skipped_at > %(cooldown)s)
+    ORDER BY h.priority DESC LIMIT %(candidates)s
+    FOR UPDATE OF h SKIP LOCKED
+"""
+_PENDING = "h.status = 'pending'"
+_LAPSED = "h.status = 'leased' AND h.lease_expires_at < %(now)s"
+_WANT_POSITIVE = "AND h.likely_positive AND (SELECT want FROM quota)"
+_NO_POSITIVE = "AND NOT EXISTS (SELECT 1 FROM pos_pending) AND NOT EXISTS (SELECT 1 FROM pos_lapsed)"
+
+# One round trip: reclaim one of the user's own leases the page lost, else take the hardest candidate that is
+# not a near-duplicate of the user's last item (those only when nothing else is left), with the positive
+# quota; send every other lapsed lease back to the pool; advance the user's serving cursor.
+# CTEs that are not referenced, or whose one-time filter is false, never run: a reclaim locks nothing else.
+LEASE_SQL = f"""
+WITH cur AS (
+    SELECT c.served_total, c.served_positive, i.phash, i.camera_id, i.captured_at
+    FROM queue_cursors AS c LEFT JOIN items AS i ON i.id = c.last_item_id
+    WHERE c.user_id = %(user)s AND c.project_id = %(project)s
+), quota AS (
+    SELECT %(positives)s AND COALESCE(
+        (SELECT served_positive < %(share)s * (served_total + 1) FROM cur), 0 < %(share)s) AS want
+), own AS (
+    SELECT h.item_id, h.likely_positive FROM hardness AS h
+    WHERE %(reclaim)s AND h.project_id = %(project)s AND h.status = 'leased' AND h.lease_owner = %(user)s
+      AND h.lease_expires_at > %(now)s AND h.item_id <> ALL(%(holding)s::int8[])
+    ORDER BY h.priority DESC, h.item_id LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), pos_pending AS ({_POOL.format(status=_PENDING, extra=_WANT_POSITIVE)}
+), pos_lapsed AS ({_POOL.format(status=_LAPSED, extra=_WANT_POSITIVE)}
+), any_pending AS ({_POOL.format(status=_PENDING, extra=_NO_POSITIVE)}
+), any_lapsed AS ({_POOL.format(status=_LAPSED, extra=_NO_POSITIVE)}
+), candidates AS (
+    SELECT * FROM (
+        SELECT * FROM pos_pending UNION ALL SELECT * FROM pos_lapsed
+        UNION ALL SELECT * FROM any_pending UNION ALL SELECT * FROM any_lapsed
+    ) AS pool
+    WHERE NOT EXISTS (SELECT 1 FROM own)
+    ORDER BY priority DESC LIMIT %(candidates)s
+), chosen AS (
+    SELECT item_id, likely_positive, true AS reclaimed FROM own
+    UNION ALL (
+        SELECT p.item_id, p.likely_positive, false FROM candidates AS p
+        JOIN items AS i ON i.id = p.item_id LEFT JOIN cur AS l ON true
+        ORDER BY COALESCE(bit_count((i.phash # l.phash)::bit(64)) <= %(hamming)s, false)
+              OR COALESCE(i.camera_id = l.camera_id
+                          AND abs(extract(epoch FROM i.captured_at - l.captured_at)) <= %(window)s, false),
+                 p.priority DESC
+        LIMIT 1
+    )
+), claimed AS (
+    UPDATE hardness AS h
+    SET status = 'leased', lease_owner = %(user)s, lease_expires_at = %(expires)s, updated_at = %(now)s
+    FROM chosen WHERE h.item_id = chosen.item_id
+    RETURNING h.item_id, chosen.likely_positive, chosen.reclaimed
+), expired AS (
+    UPDATE hardness AS h SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL
+    WHERE h.item_id IN (
+        SELECT e.item_id FROM hardness AS e
+        WHERE e.project_id = %(project)s AND e.status = 'leased' AND e.lease_expires_at < %(now)s
+          AND e.item_id NOT IN (SELECT item_id FROM chosen)
+        FOR UPDATE SKIP LOCKED)
+), served AS (
+    INSERT INTO queue_cursors AS c (user_id, project_id, last_item_id, served_total, served_positive)
+    SELECT %(user)s, %(project)s, item_id, 1, likely_positive::int FROM claimed WHERE NOT reclaimed
+    ON CONFLICT (user_id, project_id) DO UPDATE SET last_item_id = EXCLUDED.last_item_id,
+        served_total = c.served_total + 1, served_positive = c.served_positive + EXCLUDED.served_positive
+)
+SELECT item_id FROM claimed
+"""
+
+
+def _lease_in_one_statement(
+    db_session: Session,
+    project: Project,
+    user: User,
+    lease_minutes: int,
+    holding: list[int] | None,
+    config: QueueConfig,
+) -> Lease | None:
+    now = utcnow()
+    expires_at = now + timedelta(minutes=lease_minutes)
+    params = {
+        "project": project.id,
+        "user": user.id,
+        "now": now,
+        "expires": expires_at,
+        "cooldown": now - timedelta(minutes=config.skip_cooldown_minutes),
+        "candidates": config.candidates,
+        "positives": project.kind != "multiclass" and config.min_positive_share > 0,
+        "share": config.min_positive_share,
+        "hamming": config.near_duplicate_hamming,
+        "window": config.near_duplicate_window_s,
+        "reclaim": holding is not None,
+        "holding": list(holding or []),
+    }
+    raw = db_session.connection().connection.driver_connection
+    with raw.cursor() as cursor:
+        row = cursor.execute(LEASE_SQL, params).fetchone()
+    return None if row is None else Lease(item_id=row[0], expires_at=expires_at)
 
 
 def _lease_pending(
@@ -370,11 +486,14 @@ def _reasons(project: Project, hardness: Hardness, predictions: list[Prediction]
 
 def item_payload(*, db_session: Session, project: Project, item_id: int) -> dict[str, Any]:
     """The item as the label page needs it: image URL, metadata, the cascade's predictions, why it is hard."""
-    item = db_session.get(Item, item_id)
-    hardness = db_session.get(Hardness, item_id)
-    predictions = _latest_by_model(
-        list(db_session.scalars(select(Prediction).where(Prediction.item_id == item_id)))
-    )
+    rows = db_session.execute(  # one round trip: the item, its queue row and its predictions
+        select(Item, Hardness, Prediction)
+        .join(Hardness, Hardness.item_id == Item.id)
+        .outerjoin(Prediction, Prediction.item_id == Item.id)
+        .where(Item.id == item_id)
+    ).all()
+    item, hardness = rows[0][0], rows[0][1]
+    predictions = _latest_by_model([row[2] for row in rows if row[2] is not None])
     metadata = {
         "captured_at": as_utc(item.captured_at).isoformat() if item.captured_at else None,
         "camera_id": item.camera_id,
