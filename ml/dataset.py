@@ -69,7 +69,11 @@ class DatasetVersionDir:
         return DatasetInfo(**json.loads((self.root / "dataset.json").read_text()))
 
     def records(self, split: Split | None = None) -> list[DatasetRecord]:
-        return [r for r in self._iter_records() if split is None or r.split == split]
+        return list(self.iter_records(split))
+
+    def iter_records(self, split: Split | None = None) -> Iterator[DatasetRecord]:
+        """The records one at a time, in manifest order: memory stays flat whatever the version's size."""
+        return (r for r in self._iter_records() if split is None or r.split == split)
 
     def image_path(self, record: DatasetRecord) -> Path:
         path = Path(record.image)

@@ -28,11 +28,30 @@ def export_file_name(dataset: DatasetVersionDir, record: DatasetRecord) -> str:
     return f"{record.item_id}{image_suffix(dataset.image_path(record))}"
 
 
+# Leading bytes of the formats PIL names in FORMAT_SUFFIXES: read 12 bytes rather than open the image with PIL
+# (an export names every image of the version).
+_MAGIC_SUFFIXES = (
+    (b"\xff\xd8\xff", ".jpg"),
+    (b"\x89PNG\r\n\x1a\n", ".png"),
+    (b"GIF87a", ".gif"),
+    (b"GIF89a", ".gif"),
+    (b"II*\x00", ".tif"),
+    (b"MM\x00*", ".tif"),
+)
+
+
 def image_suffix(path: Path) -> str:
     """The file's image suffix; content-addressed blobs have none, so it comes from the image header
     (ultralytics and imagefolder readers pick images by suffix)."""
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return path.suffix.lower()
+    with path.open("rb") as fh:
+        head = fh.read(12)
+    for magic, suffix in _MAGIC_SUFFIXES:
+        if head.startswith(magic):
+            return suffix
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
     from PIL import Image
 
     with Image.open(path) as image:
@@ -42,11 +61,12 @@ def image_suffix(path: Path) -> str:
 def link_image(source: Path, target: Path) -> None:
     """Hard link, else symlink, else copy: an export should not duplicate gigabytes of images."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() or target.is_symlink():
-        target.unlink()
     try:
         os.link(source, target)
         return
+    except FileExistsError:
+        target.unlink()
+        return link_image(source, target)
     except OSError:
         pass
     try:

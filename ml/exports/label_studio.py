@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TextIO
 from xml.sax.saxutils import quoteattr
 
 from ml.dataset import DatasetInfo, DatasetRecord, DatasetVersionDir, StoredPrediction
@@ -118,9 +119,12 @@ def human_annotation(info: DatasetInfo, record: DatasetRecord, size: tuple[int, 
 
 
 def label_studio_task(
-    dataset: DatasetVersionDir, record: DatasetRecord, image_url: Callable[[Path], str]
+    dataset: DatasetVersionDir,
+    record: DatasetRecord,
+    image_url: Callable[[Path], str],
+    info: DatasetInfo | None = None,
 ) -> dict:
-    info = dataset.info
+    info = info or dataset.info
     size = image_size(dataset, record)
     annotation = human_annotation(info, record, size)
     return {
@@ -135,12 +139,25 @@ def label_studio_task(
     }
 
 
+def write_json_array(items: Iterable[dict], fh: TextIO) -> None:
+    """Writes what `json.dumps(list(items), indent=1)` would, one item at a time."""
+    first = True
+    for item in items:
+        # A JSON string holds no raw newline, so every newline is between tokens: indent it one level deeper.
+        fh.write(("[\n " if first else ",\n ") + json.dumps(item, indent=1).replace("\n", "\n "))
+        first = False
+    fh.write("[]" if first else "\n]")
+
+
 def export_label_studio(
     dataset: DatasetVersionDir, out: Path, image_url: Callable[[Path], str] = local_files_url
 ) -> Path:
     """`out/tasks.json` (to import into Label Studio) and `out/label_config.xml` (the matching config)."""
     out.mkdir(parents=True, exist_ok=True)
-    tasks = [label_studio_task(dataset, record, image_url) for record in dataset.records()]
-    (out / "tasks.json").write_text(json.dumps(tasks, indent=1))
-    (out / "label_config.xml").write_text(labeling_config(dataset.info))
+    info = dataset.info
+    with (out / "tasks.json").open("w") as fh:
+        write_json_array(
+            (label_studio_task(dataset, record, image_url, info) for record in dataset.iter_records()), fh
+        )
+    (out / "label_config.xml").write_text(labeling_config(info))
     return out
