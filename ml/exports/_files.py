@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -73,6 +74,22 @@ def link_image(source: Path, target: Path) -> None:
         target.symlink_to(source.resolve())
     except OSError:
         shutil.copy2(source, target)
+
+
+def resolved(path: Path) -> Path:
+    """`path.resolve()` with each folder resolved once: an export resolves every image of the version."""
+    if path.is_symlink() or not path.is_absolute():
+        return path.resolve()
+    return _resolved_folder(str(path.parent)) / path.name
+
+
+@functools.lru_cache(maxsize=65_536)
+def _resolved_folder(folder: str) -> Path:
+    """One lstat per folder not seen yet (the blob store spreads images over 65,536 folders)."""
+    path = Path(folder)
+    if path.parent == path or path.is_symlink() or path.name in ("", ".", ".."):
+        return path.resolve()
+    return _resolved_folder(str(path.parent)) / path.name
 
 
 def image_size(dataset: DatasetVersionDir, record: DatasetRecord) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from ml.dataset import SPLITS, DatasetInfo, DatasetRecord, DatasetVersionDir
-from ml.exports._files import SPLIT_DIRS, export_file_name, label_name, link_image
+from ml.exports._files import SPLIT_DIRS, export_file_name, label_name, link_image, resolved
 
 PARQUET_ROWS_PER_GROUP = 10_000
 
@@ -24,7 +24,7 @@ def dataset_row(dataset: DatasetVersionDir, info: DatasetInfo, record: DatasetRe
     return {
         "item_id": record.item_id,
         "external_id": record.external_id,
-        "image": str(dataset.image_path(record).resolve()),
+        "image": str(resolved(dataset.image_path(record))),
         "label": record.label,
         "label_name": label_name(info, record),
         "split": record.split,
