@@ -126,6 +126,9 @@ def _encode_column(column, values: list[Any]) -> list[str]:
     nulls = values.count(None)
     if nulls == len(values):  # e.g. no image, no embedding in the whole batch
         return [_NULL] * nulls
+    if _is_plain_string(column) and not _needs_escape("".join(v for v in values if v is not None)):
+        # The usual case (ids, names, URLs): four C-level scans of the column instead of a translate per value.
+        return [_NULL if value is None else value for value in values] if nulls else values
     encode = _encoder(column)
     if nulls:
         return [_NULL if value is None else encode(value) for value in values]
@@ -144,10 +147,20 @@ def _encoder(column) -> Callable[[Any], str]:
     return str
 
 
+def _is_plain_string(column) -> bool:
+    return isinstance(column.type, String) and not _is_json(column)
+
+
+def _needs_escape(text: str) -> bool:
+    return "\\" in text or "\n" in text or "\r" in text or "\t" in text
+
+
 def _encode_json(value: Any) -> str:
     if not value and isinstance(value, list | dict):
         return "[]" if isinstance(value, list) else "{}"
-    return to_json(value).decode().translate(_COPY_ESCAPES)
+    # JSON text holds no raw newline, carriage return or tab (escaped inside strings): only \ needs doubling.
+    text = to_json(value).decode()
+    return text.replace("\\", "\\\\") if "\\" in text else text
 
 
 def refresh_statistics(session: Session, tables: Sequence[str]) -> list[str]:
