@@ -2,7 +2,7 @@
 
 Layout of a version directory:
     dataset.json     {"project", "version", "kind", "classes", "question", "content_hash", "positive_class"}
-    manifest.jsonl   one `DatasetRecord` per line
+    manifest.jsonl   one `DatasetRecord` per line (UTF-8 JSON)
 Image paths in the manifest are absolute or relative to the version directory.
 """
 
@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
+
+import msgspec
 
 Split = Literal["train", "val", "holdout"]
 SPLITS: tuple[Split, ...] = ("train", "val", "holdout")
@@ -80,10 +82,13 @@ class DatasetVersionDir:
         return path if path.is_absolute() else self.root / path
 
     def _iter_records(self) -> Iterator[DatasetRecord]:
-        with (self.root / "manifest.jsonl").open() as fh:
+        decode = msgspec.json.Decoder(
+            dict
+        ).decode  # json.loads' values, twice as fast (exports read every line)
+        with (self.root / "manifest.jsonl").open("rb") as fh:
             for line in fh:
                 if line.strip():
-                    yield DatasetRecord.from_dict(json.loads(line))
+                    yield DatasetRecord.from_dict(decode(line))
 
 
 def record_dict(record: DatasetRecord) -> dict:
@@ -94,7 +99,8 @@ def record_dict(record: DatasetRecord) -> dict:
 def write_dataset_dir(root: Path, info: DatasetInfo, records: Iterable[DatasetRecord]) -> DatasetVersionDir:
     root.mkdir(parents=True, exist_ok=True)
     (root / "dataset.json").write_text(json.dumps(asdict(info), indent=2))
-    with (root / "manifest.jsonl").open("w") as fh:
+    encoder = msgspec.json.Encoder()
+    with (root / "manifest.jsonl").open("wb") as fh:
         for record in records:
-            fh.write(json.dumps(record_dict(record)) + "\n")
+            fh.write(encoder.encode(record_dict(record)) + b"\n")
     return DatasetVersionDir(root)
