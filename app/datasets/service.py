@@ -570,7 +570,11 @@ def export_archive(
 
 def zip_directory(folder: Path, archive: Path) -> None:
     """Zips `folder` with paths relative to its parent, in a stable order."""
+    from ml.exports._files import IMAGE_SUFFIXES
+
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         paths = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
         for path in paths:
-            zf.write(path, path.relative_to(folder.parent).as_posix())
+            # images are compressed already: deflating them again costs time and saves nothing
+            kind = zipfile.ZIP_STORED if path.suffix.lower() in IMAGE_SUFFIXES else zipfile.ZIP_DEFLATED
+            zf.write(path, path.relative_to(folder.parent).as_posix(), compress_type=kind)
