@@ -8,7 +8,7 @@ own stored image (a tiny distinct JPEG in the blob store), three model predictio
 label, and human boxes on every other item; then a frozen version holding all of them (70/15/15 split).
 Each export runs cold in a fresh process (`export_archive`: read the version from the database, write the
 export, zip it), alternating between this checkout and `--before` when given, format by format. Printed:
-seconds and the process's peak RSS (ru_maxrss, imports included), the ratio before/after, and whether the
+seconds and the process's peak RSS (VmHWM, imports included), the ratio before/after, and whether the
 two archives hold the same bytes (or, for a JSON file written differently, the same values).
 """
 
@@ -140,6 +140,10 @@ def child(url: str, data_dir: Path, fmt: str, keep: Path) -> None:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: ru_maxrss would carry the forking parent's peak across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
