@@ -172,7 +172,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    serve(get_settings(), args.host, args.port, args.workers)
+    serve(get_settings(), args.host, args.port, args.workers or _workers_from_environment())
     return 0
 
 
@@ -199,6 +199,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _workers_from_environment() -> int:
+    try:
+        return _positive_int(os.environ.get("HARDCASE_WEB_WORKERS", "1"))
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise SystemExit(f"error: HARDCASE_WEB_WORKERS: {exc}") from exc
+
+
 def register(sub) -> None:
     up = sub.add_parser("up", help="run API + worker (+ embedded Redis): the whole product on one machine")
     up.add_argument("--host", default="127.0.0.1")
@@ -213,7 +220,7 @@ def register(sub) -> None:
     srv.add_argument(
         "--workers",
         type=_positive_int,
-        default=_positive_int(os.environ.get("HARDCASE_WEB_WORKERS", "1")),
+        default=None,
         help="API processes sharing the port (env HARDCASE_WEB_WORKERS; about one per core)",
     )
     srv.set_defaults(func=cmd_serve)
