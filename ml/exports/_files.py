@@ -76,20 +76,27 @@ def link_image(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def resolved(path: Path) -> Path:
-    """`path.resolve()` with each folder resolved once: an export resolves every image of the version."""
-    if path.is_symlink() or not path.is_absolute():
-        return path.resolve()
-    return _resolved_folder(str(path.parent)) / path.name
+def resolved(path: Path | str) -> str:
+    """`str(Path(path).resolve())` with each folder resolved once, on strings (an export resolves every image
+    of the version; pathlib objects cost more than the lookups)."""
+    text = os.fspath(path)
+    if not os.path.isabs(text) or os.path.islink(text):
+        return str(Path(text).resolve())
+    folder, name = os.path.split(text)
+    return (
+        os.path.join(_resolved_folder(folder), name)
+        if name not in ("", ".", "..")
+        else str(Path(text).resolve())
+    )
 
 
 @functools.lru_cache(maxsize=65_536)
-def _resolved_folder(folder: str) -> Path:
+def _resolved_folder(folder: str) -> str:
     """One lstat per folder not seen yet (the blob store spreads images over 65,536 folders)."""
-    path = Path(folder)
-    if path.parent == path or path.is_symlink() or path.name in ("", ".", ".."):
-        return path.resolve()
-    return _resolved_folder(str(path.parent)) / path.name
+    parent, name = os.path.split(folder)
+    if not name or name in (".", "..") or parent == folder or os.path.islink(folder):
+        return str(Path(folder).resolve())
+    return os.path.join(_resolved_folder(parent), name)
 
 
 def image_size(dataset: DatasetVersionDir, record: DatasetRecord) -> tuple[int, int]:

@@ -16,7 +16,7 @@ CHOICES_NAME, BOXES_NAME, IMAGE_NAME = "label", "box", "image"
 
 def local_files_url(path: Path) -> str:
     """Label Studio's local-storage URL, valid with LOCAL_FILES_DOCUMENT_ROOT=/ and local files serving on."""
-    return "/data/local-files/?d=" + str(resolved(path)).lstrip("/")
+    return "/data/local-files/?d=" + resolved(path).lstrip("/")
 
 
 def labeling_config(info: DatasetInfo) -> str:

@@ -24,7 +24,7 @@ def dataset_row(dataset: DatasetVersionDir, info: DatasetInfo, record: DatasetRe
     return {
         "item_id": record.item_id,
         "external_id": record.external_id,
-        "image": str(resolved(dataset.image_path(record))),
+        "image": resolved(dataset.image_path(record)),
         "label": record.label,
         "label_name": label_name(info, record),
         "split": record.split,
