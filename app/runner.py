@@ -16,9 +16,22 @@ from app.core.config import EMBEDDED, Settings, get_settings
 from app.core.processes import UP_OWNER_ENV, die_with_parent, is_up_worker, stop_processes, up_workers
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
+def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    """uvicorn in this process; with `workers` > 1 uvicorn forks that many processes on one socket, each
+    building its app from the environment's settings (so `settings` must be what the environment says)."""
     import uvicorn
 
+    if workers > 1:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            timeout_graceful_shutdown=5,
+        )
+        return
     from app.main import create_app
 
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
@@ -159,7 +172,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    serve(get_settings(), args.host, args.port)
+    serve(get_settings(), args.host, args.port, args.workers or _workers_from_environment())
     return 0
 
 
@@ -179,6 +192,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"{text}: expected 1 to 256")
+    return value
+
+
+def _workers_from_environment() -> int:
+    try:
+        return _positive_int(os.environ.get("HARDCASE_WEB_WORKERS", "1"))
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise SystemExit(f"error: HARDCASE_WEB_WORKERS: {exc}") from exc
+
+
 def register(sub) -> None:
     up = sub.add_parser("up", help="run API + worker (+ embedded Redis): the whole product on one machine")
     up.add_argument("--host", default="127.0.0.1")
@@ -190,6 +217,12 @@ def register(sub) -> None:
     srv = sub.add_parser("serve", help="run the API only (production: several behind a proxy)")
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="API processes sharing the port (env HARDCASE_WEB_WORKERS; about one per core)",
+    )
     srv.set_defaults(func=cmd_serve)
 
     wk = sub.add_parser("worker", help="run a Celery worker")

@@ -2,6 +2,7 @@
 
     python -m bench.ingest --items 50000 --models 3
     python -m bench.ingest --app-root /tmp/hardcase-before      # the same client against an older checkout
+    python -m bench.ingest --workers 2 --concurrency 4           # two API processes (hardcase serve --workers 2)
 
 Clients reuse their connections (one httpx.Client per sending thread), as a real cascade does. Per backend it
 prints absolute items/s and predictions/s, then two ratios measured here, on the same database server:
@@ -110,7 +111,7 @@ def run_backend(args: argparse.Namespace, backend: str) -> dict:
     with scratch_database(backend) as url, tempfile.TemporaryDirectory() as tmp:
         key, ceiling_project = seed(url)
         items = [make_item(i, args.models) for i in range(n_items + args.baseline_items)]
-        with api_server(url, Path(tmp), HARDCASE_MAX_BATCH_ITEMS=str(batch_size)) as base:
+        with api_server(url, Path(tmp), args.workers, HARDCASE_MAX_BATCH_ITEMS=str(batch_size)) as base:
             batched = [encode(items[i : i + batch_size]) for i in range(0, n_items, batch_size)]
             elapsed = post_batches(base, key, batched, args.concurrency)
             naive = [encode([item]) for item in items[n_items:]]
@@ -137,12 +138,13 @@ def main() -> None:
     parser.add_argument("--baseline-items", type=int, default=1000, help="items sent one per request")
     parser.add_argument("--concurrency", type=int, default=2, help="client threads sending batches")
     parser.add_argument("--backends", default="postgresql,sqlite")
+    parser.add_argument("--workers", type=int, default=1, help="API server processes (uvicorn --workers)")
     add_environment_options(parser)
     args = parser.parse_args()
     apply_environment_options(args)
     print(
         f"ingest {args.items} items x {args.models} predictions (image references), batches of "
-        f"{args.batch_size}, {args.concurrency} client threads; baseline: {args.baseline_items} single-item "
+        f"{args.batch_size}, {args.concurrency} client threads, {args.workers} server process(es); baseline: {args.baseline_items} single-item "
         f"requests; app from {args.app_root}"
     )
     print(

@@ -2,7 +2,7 @@
 
 Layout of a version directory:
     dataset.json     {"project", "version", "kind", "classes", "question", "content_hash", "positive_class"}
-    manifest.jsonl   one `DatasetRecord` per line
+    manifest.jsonl   one `DatasetRecord` per line (UTF-8 JSON)
 Image paths in the manifest are absolute or relative to the version directory.
 """
 
@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
+
+import msgspec
 
 Split = Literal["train", "val", "holdout"]
 SPLITS: tuple[Split, ...] = ("train", "val", "holdout")
@@ -69,23 +71,36 @@ class DatasetVersionDir:
         return DatasetInfo(**json.loads((self.root / "dataset.json").read_text()))
 
     def records(self, split: Split | None = None) -> list[DatasetRecord]:
-        return [r for r in self._iter_records() if split is None or r.split == split]
+        return list(self.iter_records(split))
+
+    def iter_records(self, split: Split | None = None) -> Iterator[DatasetRecord]:
+        """The records one at a time, in manifest order: memory stays flat whatever the version's size."""
+        return (r for r in self._iter_records() if split is None or r.split == split)
 
     def image_path(self, record: DatasetRecord) -> Path:
         path = Path(record.image)
         return path if path.is_absolute() else self.root / path
 
     def _iter_records(self) -> Iterator[DatasetRecord]:
-        with (self.root / "manifest.jsonl").open() as fh:
+        decode = msgspec.json.Decoder(
+            dict
+        ).decode  # json.loads' values, twice as fast (exports read every line)
+        with (self.root / "manifest.jsonl").open("rb") as fh:
             for line in fh:
                 if line.strip():
-                    yield DatasetRecord.from_dict(json.loads(line))
+                    yield DatasetRecord.from_dict(decode(line))
+
+
+def record_dict(record: DatasetRecord) -> dict:
+    """`asdict(record)` without its deep copy (a third of a large export's time): the same keys, in order."""
+    return {**vars(record), "predictions": [vars(p) for p in record.predictions]}
 
 
 def write_dataset_dir(root: Path, info: DatasetInfo, records: Iterable[DatasetRecord]) -> DatasetVersionDir:
     root.mkdir(parents=True, exist_ok=True)
     (root / "dataset.json").write_text(json.dumps(asdict(info), indent=2))
-    with (root / "manifest.jsonl").open("w") as fh:
+    encoder = msgspec.json.Encoder()
+    with (root / "manifest.jsonl").open("wb") as fh:
         for record in records:
-            fh.write(json.dumps(asdict(record)) + "\n")
+            fh.write(encoder.encode(record_dict(record)) + b"\n")
     return DatasetVersionDir(root)

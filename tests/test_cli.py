@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -71,3 +72,41 @@ def test_simulate_roadwork_writes_its_report_where_the_dashboard_reads_it(cli_en
     (report,) = (cli_env.data_dir / "simulate").glob("roadwork-*/curves.json")
     document = json.loads(report.read_text())
     assert document["config"]["project"] == "roadwork" and document["labels_saved"]["budget"] == 6
+
+
+def test_serve_with_two_workers_answers_from_two_processes_on_one_port(cli_env):
+    """`hardcase serve --workers 2` forks two API processes behind one socket, each serving the app."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"]
+    proc = subprocess.Popen(cmd, env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, status = time.monotonic() + 90, None
+        while time.monotonic() < deadline and status != 200:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code
+            except httpx.TransportError:
+                time.sleep(0.3)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        servers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert status == 200
+        assert len(servers) == 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_serve_refuses_a_worker_count_below_one(cli_env, capsys):
+    """A zero or negative process count is an argument error, not a server that never starts."""
+    with pytest.raises(SystemExit):
+        main(["serve", "--workers", "0"])
+    assert "expected 1 to 256" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -425,26 +425,66 @@ def freeze_dataset_version(
 # --- on disk ------------------------------------------------------------------------------------------------
 
 
-def _stored_predictions(db_session: Session, version: DatasetVersion) -> dict[int, list[StoredPrediction]]:
+_PREDICTION_FIELDS = (
+    Prediction.item_id,
+    Prediction.model,
+    Prediction.model_version,
+    Prediction.score,
+    Prediction.probs,
+    Prediction.label,
+    Prediction.boxes,
+)
+_ITEM_FIELDS = (
+    Item.id,
+    Item.external_id,
+    Item.image_uri,
+    Item.sha256,
+    Item.meta,
+    Item.camera_id,
+    Item.is_night,
+    Item.captured_at,
+    Item.lat,
+    Item.lon,
+    Item.width,
+    Item.height,
+    DatasetItem.label,
+    DatasetItem.boxes,
+    DatasetItem.split,
+)
+
+
+def _stored_predictions(
+    db_session: Session, version: DatasetVersion
+) -> Iterator[tuple[int, StoredPrediction]]:
+    """(item id, prediction) of the version's items by item id, streamed from a server-side cursor."""
     query = (
-        select(Prediction)
+        select(*_PREDICTION_FIELDS)
         .join(DatasetItem, DatasetItem.item_id == Prediction.item_id)
         .where(DatasetItem.dataset_version_id == version.id)
         .order_by(Prediction.item_id, Prediction.model, Prediction.id)
+        .execution_options(yield_per=CHUNK)
     )
-    out: dict[int, list[StoredPrediction]] = defaultdict(list)
-    for p in db_session.scalars(query):
-        out[p.item_id].append(
-            StoredPrediction(
-                model=p.model,
-                model_version=p.model_version or "",
-                score=p.score,
-                probs=p.probs,
-                label=p.label,
-                boxes=list(p.boxes or []),
-            )
+    for item_id, model, model_version, score, probs, label, boxes in db_session.execute(query):
+        prediction = StoredPrediction(
+            model=model,
+            model_version=model_version or "",
+            score=score,
+            probs=probs,
+            label=label,
+            boxes=list(boxes or []),
         )
-    return out
+        yield item_id, prediction
+
+
+def _version_rows(db_session: Session, version: DatasetVersion) -> Iterator:
+    query = (
+        select(*_ITEM_FIELDS)
+        .join(Item, Item.id == DatasetItem.item_id)
+        .where(DatasetItem.dataset_version_id == version.id)
+        .order_by(DatasetItem.item_id)
+        .execution_options(yield_per=CHUNK)
+    )
+    return iter(db_session.execute(query))
 
 
 def item_metadata(item: Item) -> dict:
@@ -460,29 +500,35 @@ def item_metadata(item: Item) -> dict:
     }
 
 
-def dataset_records(*, db_session: Session, version: DatasetVersion, blobs: BlobStore) -> list[DatasetRecord]:
+def dataset_records(
+    *, db_session: Session, version: DatasetVersion, blobs: BlobStore
+) -> Iterator[DatasetRecord]:
+    """The version's records by item id, streamed: items and predictions come from two cursors merged on the
+    item id, so memory stays flat whatever the version's size."""
     predictions = _stored_predictions(db_session, version)
-    records = []
-    for row, item in version_items(db_session=db_session, version=version):
-        sha = stored_sha(item.image_uri, item.sha256)
+    pending = next(predictions, None)
+    for row in _version_rows(db_session, version):
+        sha = stored_sha(row.image_uri, row.sha256)
         path = blobs.path_for(sha) if sha else None
         if path is None or not path.exists():
             raise ApiError(
-                409, "image", f"item {item.external_id!r}: image blob {sha} is missing from the store"
+                409, "image", f"item {row.external_id!r}: image blob {sha} is missing from the store"
             )
-        records.append(
-            DatasetRecord(
-                item_id=item.id,
-                external_id=item.external_id,
-                image=str(path),
-                label=row.label,
-                split=row.split,
-                boxes=list(row.boxes or []),
-                predictions=predictions.get(item.id, []),
-                metadata=item_metadata(item),
-            )
+        own: list[StoredPrediction] = []
+        while pending is not None and pending[0] <= row.id:
+            if pending[0] == row.id:
+                own.append(pending[1])
+            pending = next(predictions, None)
+        yield DatasetRecord(
+            item_id=row.id,
+            external_id=row.external_id,
+            image=str(path),
+            label=row.label,
+            split=row.split,
+            boxes=list(row.boxes or []),
+            predictions=own,
+            metadata=item_metadata(row),
         )
-    return records
 
 
 def dataset_info(project: Project, version: DatasetVersion) -> DatasetInfo:
@@ -507,7 +553,11 @@ def materialise_dataset(
     records = dataset_records(db_session=db_session, version=version, blobs=blobs)
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    write_dataset_dir(staging, dataset_info(project, version), records)
+    try:
+        write_dataset_dir(staging, dataset_info(project, version), records)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     shutil.rmtree(root, ignore_errors=True)
     os.replace(staging, root)
     return DatasetVersionDir(root)
@@ -556,7 +606,11 @@ def export_archive(
 
 def zip_directory(folder: Path, archive: Path) -> None:
     """Zips `folder` with paths relative to its parent, in a stable order."""
+    from ml.exports._files import IMAGE_SUFFIXES
+
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         paths = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
         for path in paths:
-            zf.write(path, path.relative_to(folder.parent).as_posix())
+            # images are compressed already: deflating them again costs time and saves nothing
+            kind = zipfile.ZIP_STORED if path.suffix.lower() in IMAGE_SUFFIXES else zipfile.ZIP_DEFLATED
+            zf.write(path, path.relative_to(folder.parent).as_posix(), compress_type=kind)

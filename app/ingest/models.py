@@ -41,7 +41,8 @@ class Prediction(Base):
     __tablename__ = "predictions"
     __table_args__ = (
         UniqueConstraint("item_id", "model", "model_version"),
-        Index("ix_predictions_project_model", "project_id", "model"),
+        # what every filtered read names (drift windows: project, model, newest first); migration 0013
+        Index("ix_predictions_project_model_received", "project_id", "model", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -55,4 +56,4 @@ class Prediction(Base):
     boxes: Mapped[list] = mapped_column(default=list)
     embedding: Mapped[list | None]
     extra: Mapped[dict] = mapped_column(default=dict)
-    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

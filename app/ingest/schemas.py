@@ -35,38 +35,71 @@ class PredictionIn(BaseModel):
     @field_validator("boxes")
     @classmethod
     def _boxes_are_normalised(cls, boxes: list[list[Any]]) -> list[list[Any]]:
-        for i, box in enumerate(boxes):
-            if len(box) != 6:
-                raise ValueError(f"box {i}: expected [x1, y1, x2, y2, class, score]")
-            x1, y1, x2, y2 = (float(v) for v in box[:4])
-            if not (0 <= x1 <= x2 <= 1 and 0 <= y1 <= y2 <= 1):
-                raise ValueError(f"box {i}: coordinates must be normalised with x1<=x2, y1<=y2")
-            if not 0 <= float(box[5]) <= 1:
-                raise ValueError(f"box {i}: score must be in [0, 1]")
-        return boxes
+        return check_boxes(boxes)
 
     @field_validator("embedding")
     @classmethod
     def _finite(cls, values: list[float] | None) -> list[float] | None:
-        if values is not None and not all(math.isfinite(v) for v in values):
-            raise ValueError("embedding must hold finite numbers")
-        return values
+        return check_embedding(values)
 
     @model_validator(mode="after")
     def _compact_to_score(self) -> PredictionIn:
-        if self.score is None and self.confidence is not None and self.roadwork_detected is not None:
-            self.score = self.confidence if self.roadwork_detected else 1.0 - self.confidence
-            self.label = self.label or ("roadwork" if self.roadwork_detected else "no_roadwork")
-        if self.score is None and self.probs is None and self.label is None:
-            raise ValueError("give score, probs, label or the compact {confidence, roadwork_detected}")
-        if self.probs is not None and abs(sum(self.probs) - 1.0) > 1e-3:
-            raise ValueError("probs must sum to 1")
-        return self
+        return settle_score(self)
 
     @property
     def extra(self) -> dict[str, Any]:
-        keys = ("confidence", "vote_ratio", "roadwork_detected")
-        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        return prediction_extra(self)
+
+
+# The checks below are shared with the msgspec decoder (app/ingest/decode.py): one definition of what is valid.
+
+
+def check_boxes(boxes: list[list[Any]]) -> list[list[Any]]:
+    for i, box in enumerate(boxes):
+        if len(box) != 6:
+            raise ValueError(f"box {i}: expected [x1, y1, x2, y2, class, score]")
+        x1, y1, x2, y2 = (float(v) for v in box[:4])
+        if not (0 <= x1 <= x2 <= 1 and 0 <= y1 <= y2 <= 1):
+            raise ValueError(f"box {i}: coordinates must be normalised with x1<=x2, y1<=y2")
+        if not 0 <= float(box[5]) <= 1:
+            raise ValueError(f"box {i}: score must be in [0, 1]")
+    return boxes
+
+
+def check_embedding(values: list[float] | None) -> list[float] | None:
+    if values is not None and not all(math.isfinite(v) for v in values):
+        raise ValueError("embedding must hold finite numbers")
+    return values
+
+
+def settle_score(p: Any) -> Any:
+    """The compact form turned into `score` and `label`; a prediction must say something."""
+    if p.score is None and p.confidence is not None and p.roadwork_detected is not None:
+        p.score = p.confidence if p.roadwork_detected else 1.0 - p.confidence
+        p.label = p.label or ("roadwork" if p.roadwork_detected else "no_roadwork")
+    if p.score is None and p.probs is None and p.label is None:
+        raise ValueError("give score, probs, label or the compact {confidence, roadwork_detected}")
+    if p.probs is not None and abs(sum(p.probs) - 1.0) > 1e-3:
+        raise ValueError("probs must sum to 1")
+    return p
+
+
+def prediction_extra(p: Any) -> dict[str, Any]:
+    keys = ("confidence", "vote_ratio", "roadwork_detected")
+    return {k: getattr(p, k) for k in keys if getattr(p, k) is not None}
+
+
+def image_ref_problem(base64: str | None, url: str | None, file: str | None) -> str | None:
+    if (base64 is not None) + (url is not None) + (file is not None) != 1:
+        return "give exactly one of base64, url, file"
+    return None
+
+
+def metadata_size_problem(extra: dict[str, Any] | None, tags: list[str], limit: int) -> str | None:
+    size = len(to_json(extra or {})) + len(to_json(tags))
+    if size > limit:
+        return f"metadata is {size} bytes as JSON; the limit is {limit}"
+    return None
 
 
 class ImageRef(BaseModel):
@@ -82,8 +115,9 @@ class ImageRef(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ImageRef:
-        if sum(v is not None for v in (self.base64, self.url, self.file)) != 1:
-            raise ValueError("give exactly one of base64, url, file")
+        problem = image_ref_problem(self.base64, self.url, self.file)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -103,9 +137,9 @@ class ItemMetadata(BaseModel):
     @model_validator(mode="after")
     def _bounded_size(self, info: ValidationInfo) -> ItemMetadata:
         limit = (info.context or {}).get("max_metadata_bytes", DEFAULT_MAX_METADATA_BYTES)
-        size = len(to_json(self.__pydantic_extra__ or {})) + len(to_json(self.tags))
-        if size > limit:
-            raise ValueError(f"metadata is {size} bytes as JSON; the limit is {limit}")
+        problem = metadata_size_problem(self.__pydantic_extra__, self.tags, limit)
+        if problem:
+            raise ValueError(problem)
         return self
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from app.core.blobs import BlobStore, blob_uri
 from app.core.bulk import insert_new_rows, refresh_statistics
 from app.core.config import Settings
+from app.ingest.decode import ItemFast, MetadataFast, decode_batch
 from app.ingest.images import ImageRejected, check_image, decode_base64
 from app.ingest.models import Item, Prediction
 from app.ingest.references import queue_fetch
@@ -30,7 +31,7 @@ INGEST_TABLES = ("items", "predictions", "hardness")
 @dataclass
 class _ValidItem:
     index: int
-    item: ItemIn
+    item: ItemIn | ItemFast
     image_fields: dict[str, Any] = field(default_factory=dict)
 
 
@@ -38,12 +39,16 @@ class _Batch(BaseModel):
     items: list[ItemIn]
 
 
-def parse_batch_json(body: bytes, *, max_metadata_bytes: int) -> list[ItemIn] | None:
-    """Parses and validates a whole JSON batch in one pass (pydantic-core, no intermediate dicts).
+def parse_batch_json(body: bytes, *, max_metadata_bytes: int) -> list[ItemIn] | list[ItemFast] | None:
+    """Parses and validates a whole JSON batch in one pass: msgspec first (the fast path), then pydantic-core
+    for what msgspec does not take as it is (lax coercions such as "0.5" for a number).
 
     None when anything in it is not valid: the caller then parses it item by item, which keeps the good items
     and names each bad one's first error.
     """
+    fast = decode_batch(body, max_metadata_bytes=max_metadata_bytes)
+    if fast is not None:
+        return fast
     try:
         return _Batch.model_validate_json(body, context={"max_metadata_bytes": max_metadata_bytes}).items
     except ValidationError:
@@ -66,7 +71,11 @@ def validate_items(
     for index, raw in enumerate(raw_items):
         external_id = raw.get("external_id") if isinstance(raw, dict) else None
         try:
-            item = ItemIn.model_validate(raw, context={"max_metadata_bytes": max_metadata_bytes})
+            item = (
+                raw
+                if isinstance(raw, ItemFast)  # validated by `decode_batch`
+                else ItemIn.model_validate(raw, context={"max_metadata_bytes": max_metadata_bytes})
+            )
         except ValidationError as exc:
             first = exc.errors()[0]
             errors.append(
@@ -150,8 +159,10 @@ _METADATA_COLUMNS = ("captured_at", "camera_id", "is_night", "lat", "lon")
 _IMAGE_COLUMNS = ("image_uri", "sha256", "width", "height", "phash")
 
 
-def _free_metadata(meta: ItemMetadata) -> dict[str, Any]:
+def _free_metadata(meta: ItemMetadata | MetadataFast) -> dict[str, Any]:
     """Tags and whatever else the cascade sent (stored as the item's `meta`)."""
+    if isinstance(meta, MetadataFast):  # decoded from JSON: already JSON-able
+        return {"tags": meta.tags, **meta.extra}
     extra = meta.__pydantic_extra__
     return {"tags": meta.tags, **to_jsonable_python(extra)} if extra else {"tags": meta.tags}
 

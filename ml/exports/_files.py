@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -28,11 +29,30 @@ def export_file_name(dataset: DatasetVersionDir, record: DatasetRecord) -> str:
     return f"{record.item_id}{image_suffix(dataset.image_path(record))}"
 
 
+# Leading bytes of the formats PIL names in FORMAT_SUFFIXES: read 12 bytes rather than open the image with PIL
+# (an export names every image of the version).
+_MAGIC_SUFFIXES = (
+    (b"\xff\xd8\xff", ".jpg"),
+    (b"\x89PNG\r\n\x1a\n", ".png"),
+    (b"GIF87a", ".gif"),
+    (b"GIF89a", ".gif"),
+    (b"II*\x00", ".tif"),
+    (b"MM\x00*", ".tif"),
+)
+
+
 def image_suffix(path: Path) -> str:
     """The file's image suffix; content-addressed blobs have none, so it comes from the image header
     (ultralytics and imagefolder readers pick images by suffix)."""
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return path.suffix.lower()
+    with path.open("rb") as fh:
+        head = fh.read(12)
+    for magic, suffix in _MAGIC_SUFFIXES:
+        if head.startswith(magic):
+            return suffix
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
     from PIL import Image
 
     with Image.open(path) as image:
@@ -42,17 +62,41 @@ def image_suffix(path: Path) -> str:
 def link_image(source: Path, target: Path) -> None:
     """Hard link, else symlink, else copy: an export should not duplicate gigabytes of images."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() or target.is_symlink():
-        target.unlink()
     try:
         os.link(source, target)
         return
+    except FileExistsError:
+        target.unlink()
+        return link_image(source, target)
     except OSError:
         pass
     try:
         target.symlink_to(source.resolve())
     except OSError:
         shutil.copy2(source, target)
+
+
+def resolved(path: Path | str) -> str:
+    """`str(Path(path).resolve())` with each folder resolved once, on strings (an export resolves every image
+    of the version; pathlib objects cost more than the lookups)."""
+    text = os.fspath(path)
+    if not os.path.isabs(text) or os.path.islink(text):
+        return str(Path(text).resolve())
+    folder, name = os.path.split(text)
+    return (
+        os.path.join(_resolved_folder(folder), name)
+        if name not in ("", ".", "..")
+        else str(Path(text).resolve())
+    )
+
+
+@functools.lru_cache(maxsize=65_536)
+def _resolved_folder(folder: str) -> str:
+    """One lstat per folder not seen yet (the blob store spreads images over 65,536 folders)."""
+    parent, name = os.path.split(folder)
+    if not name or name in (".", "..") or parent == folder or os.path.islink(folder):
+        return str(Path(folder).resolve())
+    return os.path.join(_resolved_folder(parent), name)
 
 
 def image_size(dataset: DatasetVersionDir, record: DatasetRecord) -> tuple[int, int]:

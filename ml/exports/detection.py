@@ -1,13 +1,17 @@
-"""Box exports: YOLO (ultralytics data.yaml + label .txt files) and COCO instances JSON."""
+"""Box exports: YOLO (ultralytics data.yaml + label .txt files) and COCO instances JSON, streamed from the manifest."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import yaml
 
-from ml.dataset import SPLITS, DatasetRecord, DatasetVersionDir
+from ml.dataset import SPLITS, DatasetInfo, DatasetRecord, DatasetVersionDir
 from ml.exports._files import (
     SPLIT_DIRS,
     box_class_names,
@@ -19,9 +23,9 @@ from ml.exports._files import (
 )
 
 
-def box_labelled_records(dataset: DatasetVersionDir, split: str) -> list[DatasetRecord]:
+def box_labelled_records(dataset: DatasetVersionDir, split: str | None = None) -> Iterator[DatasetRecord]:
     info = dataset.info
-    return [r for r in dataset.records(split) if has_box_annotation(info, r)]  # type: ignore[arg-type]
+    return (r for r in dataset.iter_records(split) if has_box_annotation(info, r))  # type: ignore[arg-type]
 
 
 def yolo_label_lines(record: DatasetRecord) -> list[str]:
@@ -42,69 +46,111 @@ def export_yolo(dataset: DatasetVersionDir, out: Path) -> Path:
     # No `path`: ultralytics then resolves the splits against data.yaml's own folder, which holds both on the
     # worker and for whoever downloads the export (a server path, or `.` read against the cwd, would not).
     data = {"names": dict(enumerate(box_class_names(dataset.info)))}
-    for split in SPLITS:
-        split_dir = SPLIT_DIRS[split]
+    for split_dir in (SPLIT_DIRS[split] for split in SPLITS):
         (out / "images" / split_dir).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split_dir).mkdir(parents=True, exist_ok=True)
-        records = box_labelled_records(dataset, split)
-        for record in records:
-            name = export_file_name(dataset, record)
-            link_image(dataset.image_path(record), out / "images" / split_dir / name)
-            lines = yolo_label_lines(record)
-            (out / "labels" / split_dir / f"{Path(name).stem}.txt").write_text(
-                "".join(f"{x}\n" for x in lines)
-            )
-        if records or split != "holdout":
-            data[split_dir] = f"images/{split_dir}"
+    exported: set[str] = set()
+    for record in box_labelled_records(dataset):
+        split_dir = SPLIT_DIRS[record.split]
+        exported.add(record.split)
+        name = export_file_name(dataset, record)
+        link_image(dataset.image_path(record), out / "images" / split_dir / name)
+        lines = yolo_label_lines(record)
+        (out / "labels" / split_dir / f"{Path(name).stem}.txt").write_text("".join(f"{x}\n" for x in lines))
+    for split in SPLITS:
+        if split in exported or split != "holdout":
+            data[SPLIT_DIRS[split]] = f"images/{SPLIT_DIRS[split]}"
     data_yaml = out / "data.yaml"
     data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
     return data_yaml
 
 
-def coco_split(dataset: DatasetVersionDir, split: str, images_dir: Path) -> dict:
-    info = dataset.info
-    classes = box_class_names(info)
-    images, annotations = [], []
-    for record in box_labelled_records(dataset, split):
-        name = export_file_name(dataset, record)
-        link_image(dataset.image_path(record), images_dir / name)
-        width, height = image_size(dataset, record)
-        images.append(
-            {
-                "id": record.item_id,
-                "file_name": name,
-                "width": width,
-                "height": height,
-                "external_id": record.external_id,
-                "label": label_name(info, record),
-            }
-        )
-        for x1, y1, x2, y2, cls in (box[:5] for box in record.boxes):
-            w, h = (x2 - x1) * width, (y2 - y1) * height
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": record.item_id,
-                    "category_id": int(cls) + 1,
-                    "bbox": [x1 * width, y1 * height, w, h],
-                    "area": w * h,
-                    "iscrowd": 0,
-                }
-            )
-    categories = [{"id": i + 1, "name": name, "supercategory": "object"} for i, name in enumerate(classes)]
+class _CocoSplitWriter:
+    """One split's instances JSON, written as the records stream by: images go straight to the file,
+    annotations to a spool file appended at the end (the bytes `json.dumps` of the whole dict would give)."""
+
+    def __init__(self, path: Path, spool: Path) -> None:
+        self.fh = path.open("w")
+        self.spool = spool.open("w+")
+        self.images = self.annotations = 0
+
+    def start(self, info: dict) -> None:
+        self.fh.write(f'{{"info": {json.dumps(info)}, "images": [')
+
+    def add_image(self, image: dict) -> None:
+        self.fh.write((", " if self.images else "") + json.dumps(image))
+        self.images += 1
+
+    def add_annotation(self, annotation: dict) -> None:
+        self.spool.write((", " if self.annotations else "") + json.dumps(annotation))
+        self.annotations += 1
+
+    def finish(self, categories: list[dict]) -> None:
+        self.fh.write('], "annotations": [')
+        self.spool.seek(0)
+        shutil.copyfileobj(self.spool, self.fh)
+        self.fh.write(f'], "categories": {json.dumps(categories)}}}')
+        self.close()
+
+    def close(self) -> None:
+        self.fh.close()
+        self.spool.close()
+
+
+def coco_image(
+    dataset: DatasetVersionDir, info: DatasetInfo, record: DatasetRecord, images_dir: Path
+) -> dict:
+    name = export_file_name(dataset, record)
+    link_image(dataset.image_path(record), images_dir / name)
+    width, height = image_size(dataset, record)
     return {
-        "info": {"description": f"{info.project} v{info.version}", "version": str(info.version)},
-        "images": images,
-        "annotations": annotations,
-        "categories": categories,
+        "id": record.item_id,
+        "file_name": name,
+        "width": width,
+        "height": height,
+        "external_id": record.external_id,
+        "label": label_name(info, record),
     }
+
+
+def coco_annotations(record: DatasetRecord, width: int, height: int) -> Iterator[dict]:
+    """Pixel xywh boxes; `id` is left to the caller (numbered within the split)."""
+    for x1, y1, x2, y2, cls in (box[:5] for box in record.boxes):
+        w, h = (x2 - x1) * width, (y2 - y1) * height
+        yield {
+            "id": 0,
+            "image_id": record.item_id,
+            "category_id": int(cls) + 1,
+            "bbox": [x1 * width, y1 * height, w, h],
+            "area": w * h,
+            "iscrowd": 0,
+        }
 
 
 def export_coco(dataset: DatasetVersionDir, out: Path) -> Path:
     """`out/annotations/instances_<split>.json` + `out/images/<split>/` (holdout as `test`), pixel xywh."""
+    info = dataset.info
     (out / "annotations").mkdir(parents=True, exist_ok=True)
-    for split in SPLITS:
-        split_dir = SPLIT_DIRS[split]
-        coco = coco_split(dataset, split, out / "images" / split_dir)
-        (out / "annotations" / f"instances_{split_dir}.json").write_text(json.dumps(coco))
+    header = {"description": f"{info.project} v{info.version}", "version": str(info.version)}
+    categories = [
+        {"id": i + 1, "name": name, "supercategory": "object"} for i, name in enumerate(box_class_names(info))
+    ]
+    with tempfile.TemporaryDirectory(dir=out) as spool, ExitStack() as stack:
+        writers = {}
+        for split in SPLITS:
+            split_dir = SPLIT_DIRS[split]
+            writer = _CocoSplitWriter(
+                out / "annotations" / f"instances_{split_dir}.json", Path(spool) / f"{split_dir}.json"
+            )
+            stack.callback(writer.close)
+            writer.start(header)
+            writers[split] = writer
+        for record in box_labelled_records(dataset):
+            writer = writers[record.split]
+            image = coco_image(dataset, info, record, out / "images" / SPLIT_DIRS[record.split])
+            writer.add_image(image)
+            for annotation in coco_annotations(record, image["width"], image["height"]):
+                writer.add_annotation({**annotation, "id": writer.annotations + 1})
+        for writer in writers.values():
+            writer.finish(categories)
     return out

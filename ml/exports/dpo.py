@@ -12,7 +12,9 @@ DEFAULT_LOW_CONFIDENCE_MARGIN = 0.15  # VlmDpoConfig's default, so an export mat
 
 def default_vlm_model(dataset: DatasetVersionDir) -> str | None:
     """The cascade model whose name says it is a VLM (the most frequent one if several); None if none is."""
-    names = Counter(p.model for r in dataset.records() for p in r.predictions if "vlm" in p.model.lower())
+    names = Counter(
+        p.model for r in dataset.iter_records() for p in r.predictions if "vlm" in p.model.lower()
+    )
     return names.most_common(1)[0][0] if names else None
 
 

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TextIO
 from xml.sax.saxutils import quoteattr
 
 from ml.dataset import DatasetInfo, DatasetRecord, DatasetVersionDir, StoredPrediction
-from ml.exports._files import box_class_names, image_size
+from ml.exports._files import box_class_names, image_size, resolved
 
 CHOICES_NAME, BOXES_NAME, IMAGE_NAME = "label", "box", "image"
 
 
 def local_files_url(path: Path) -> str:
     """Label Studio's local-storage URL, valid with LOCAL_FILES_DOCUMENT_ROOT=/ and local files serving on."""
-    return "/data/local-files/?d=" + str(path.resolve()).lstrip("/")
+    return "/data/local-files/?d=" + resolved(path).lstrip("/")
 
 
 def labeling_config(info: DatasetInfo) -> str:
@@ -118,9 +119,12 @@ def human_annotation(info: DatasetInfo, record: DatasetRecord, size: tuple[int, 
 
 
 def label_studio_task(
-    dataset: DatasetVersionDir, record: DatasetRecord, image_url: Callable[[Path], str]
+    dataset: DatasetVersionDir,
+    record: DatasetRecord,
+    image_url: Callable[[Path], str],
+    info: DatasetInfo | None = None,
 ) -> dict:
-    info = dataset.info
+    info = info or dataset.info
     size = image_size(dataset, record)
     annotation = human_annotation(info, record, size)
     return {
@@ -135,12 +139,25 @@ def label_studio_task(
     }
 
 
+def write_json_array(items: Iterable[dict], fh: TextIO) -> None:
+    """A JSON array written one item at a time, one item per line: json's C encoder (an indented dump goes
+    through its pure-Python one, four times slower) and a file that diff and grep read line by line."""
+    first = True
+    for item in items:
+        fh.write(("[\n" if first else ",\n") + json.dumps(item))
+        first = False
+    fh.write("[]\n" if first else "\n]\n")
+
+
 def export_label_studio(
     dataset: DatasetVersionDir, out: Path, image_url: Callable[[Path], str] = local_files_url
 ) -> Path:
     """`out/tasks.json` (to import into Label Studio) and `out/label_config.xml` (the matching config)."""
     out.mkdir(parents=True, exist_ok=True)
-    tasks = [label_studio_task(dataset, record, image_url) for record in dataset.records()]
-    (out / "tasks.json").write_text(json.dumps(tasks, indent=1))
-    (out / "label_config.xml").write_text(labeling_config(dataset.info))
+    info = dataset.info
+    with (out / "tasks.json").open("w") as fh:
+        write_json_array(
+            (label_studio_task(dataset, record, image_url, info) for record in dataset.iter_records()), fh
+        )
+    (out / "label_config.xml").write_text(labeling_config(info))
     return out

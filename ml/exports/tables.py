@@ -1,42 +1,50 @@
-"""Row-per-image exports: JSONL and Parquet (Hugging Face `datasets`), and an image-folder tree."""
+"""Row-per-image exports: JSONL and Parquet (Hugging Face `datasets`), and an image-folder tree.
+
+Each streams the manifest once and writes as it goes: memory stays flat whatever the version's size.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
-from ml.dataset import SPLITS, DatasetRecord, DatasetVersionDir
-from ml.exports._files import SPLIT_DIRS, export_file_name, label_name, link_image
+from ml.dataset import SPLITS, DatasetInfo, DatasetRecord, DatasetVersionDir
+from ml.exports._files import SPLIT_DIRS, export_file_name, label_name, link_image, resolved
+
+PARQUET_ROWS_PER_GROUP = 10_000
 
 ROW_COLUMNS = ("item_id", "external_id", "image", "label", "label_name", "split", "boxes", "metadata")
 
 
-def dataset_rows(dataset: DatasetVersionDir, records: list[DatasetRecord]) -> list[dict]:
+def dataset_row(dataset: DatasetVersionDir, info: DatasetInfo, record: DatasetRecord) -> dict:
     """One row per image. `metadata` is a JSON string: metadata keys differ between items and a
     columnar schema (Arrow/Parquet) cannot hold a different struct per row."""
+    return {
+        "item_id": record.item_id,
+        "external_id": record.external_id,
+        "image": resolved(dataset.image_path(record)),
+        "label": record.label,
+        "label_name": label_name(info, record),
+        "split": record.split,
+        "boxes": [[float(v) for v in box] for box in record.boxes],
+        "metadata": json.dumps(record.metadata, sort_keys=True),
+    }
+
+
+def dataset_rows(dataset: DatasetVersionDir, records: Iterable[DatasetRecord]) -> Iterator[dict]:
     info = dataset.info
-    return [
-        {
-            "item_id": record.item_id,
-            "external_id": record.external_id,
-            "image": str(dataset.image_path(record).resolve()),
-            "label": record.label,
-            "label_name": label_name(info, record),
-            "split": record.split,
-            "boxes": [[float(v) for v in box] for box in record.boxes],
-            "metadata": json.dumps(record.metadata, sort_keys=True),
-        }
-        for record in records
-    ]
+    return (dataset_row(dataset, info, record) for record in records)
 
 
 def export_jsonl(dataset: DatasetVersionDir, out: Path) -> Path:
     """`out/{train,val,holdout}.jsonl`; load with `load_dataset("json", data_files={...})`."""
     out.mkdir(parents=True, exist_ok=True)
-    for split in SPLITS:
-        with (out / f"{split}.jsonl").open("w") as fh:
-            for row in dataset_rows(dataset, dataset.records(split)):
-                fh.write(json.dumps(row) + "\n")
+    with ExitStack() as files:
+        handles = {split: files.enter_context((out / f"{split}.jsonl").open("w")) for split in SPLITS}
+        for row in dataset_rows(dataset, dataset.iter_records()):
+            handles[row["split"]].write(json.dumps(row) + "\n")
     return out
 
 
@@ -58,16 +66,27 @@ def export_parquet(dataset: DatasetVersionDir, out: Path) -> Path:
         ]
     )
     out.mkdir(parents=True, exist_ok=True)
-    for split in SPLITS:
-        rows = dataset_rows(dataset, dataset.records(split))
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / f"{split}.parquet")
+    pending: dict[str, list[dict]] = {split: [] for split in SPLITS}
+    with ExitStack() as files:
+        writers = {
+            split: files.enter_context(pq.ParquetWriter(out / f"{split}.parquet", schema)) for split in SPLITS
+        }
+        for row in dataset_rows(dataset, dataset.iter_records()):
+            rows = pending[row["split"]]
+            rows.append(row)
+            if len(rows) == PARQUET_ROWS_PER_GROUP:
+                writers[row["split"]].write_table(pa.Table.from_pylist(rows, schema=schema))
+                rows.clear()
+        for split, rows in pending.items():
+            if rows:
+                writers[split].write_table(pa.Table.from_pylist(rows, schema=schema))
     return out
 
 
 def export_imagefolder(dataset: DatasetVersionDir, out: Path) -> Path:
     """`out/<split>/<class name>/<item_id>.<ext>` (holdout as `test`); unlabelled items are left out."""
     info = dataset.info
-    for record in dataset.records():
+    for record in dataset.iter_records():
         if record.label is None:
             continue
         target = (

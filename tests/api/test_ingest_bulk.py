@@ -82,6 +82,7 @@ def _close(a: dict[int, dict], b: dict[int, dict]) -> bool:
 
 def test_statistics_are_refreshed_once_a_table_grew_by_a_fifth(client, db, key, monkeypatch):
     monkeypatch.setattr(bulk, "ANALYZE_THRESHOLD", 0)
+    monkeypatch.setattr(bulk, "ANALYZE_CHECK_INTERVAL_S", 0)  # every batch looks, not one a second
     post(client, key, {"items": [item(f"i{n}") for n in range(20)]})
     db.rollback()
     if db.get_bind().dialect.name != "postgresql":
