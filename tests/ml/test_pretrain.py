@@ -38,7 +38,13 @@ def ssl_run(tmp_path, images: list[Image.Image], method: str, seed: int, steps: 
     path = build_tiny_vit_classifier(tmp_path / f"vit-{method}-{seed}-{steps}", seed=seed)
     backbone = HeadlessClassifier(load_image_classifier(str(path), ["negative", "positive"]))
     settings = SSLSettings(
-        method=method, steps=steps, batch_size=8, learning_rate=3e-3, hidden_dim=32, projection_dim=16, seed=seed
+        method=method,
+        steps=steps,
+        batch_size=8,
+        learning_rate=3e-3,
+        hidden_dim=32,
+        projection_dim=16,
+        seed=seed,
     )
     views = TwoViews(lambda i: images[i], len(images), two_view_transform(method, SIZE, PLAIN, 0.5))
     model = build_ssl(backbone, SIZE, settings)
@@ -69,7 +75,12 @@ def test_pretrain_job_writes_a_backbone_folder_with_a_probe_and_card(roadwork_da
     'pretrained: false' marker, so it counts as pretrained) whose card names the method and the base."""
     dataset = roadwork_dataset_factory(n_items=24, n_unlabeled=8)
     config = PretrainConfig(
-        base_model="builtin:vit-tiny", max_steps=6, batch_size=8, log_every=2, checkpoint_every=3, hidden_dim=32
+        base_model="builtin:vit-tiny",
+        max_steps=6,
+        batch_size=8,
+        log_every=2,
+        checkpoint_every=3,
+        hidden_dim=32,
     )
     reporter = MemoryReporter()
     result = run(config, dataset, reporter, tmp_path / "job")
