@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from ml.training.bases import BUILTINS, IMAGE_CLASSIFIER
@@ -64,6 +64,7 @@ class PretrainConfig:
     seed: int = field(default=0, metadata={"help": "Seed for initialisation, data order and augmentation."})
 
     def __post_init__(self) -> None:
+        check_types(self)
         if not self.base_model.strip():
             raise ValueError("base_model: must name a built-in architecture, a local folder or registry:vN")
         if self.method not in SSL_METHODS:
@@ -93,6 +94,15 @@ class PretrainConfig:
             raise ValueError("min_scale: must be in (0, 1]")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError("device: must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def check_types(config: object) -> None:
+    """JSON gives any type: each knob must have its default's (an int is a fine float, a bool no number)."""
+    for f in fields(config):
+        value, default = getattr(config, f.name), f.default
+        expected = (int, float) if isinstance(default, float) else type(default)
+        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expected):
+            raise ValueError(f"{f.name}: must be of type {type(default).__name__}")
 
 
 def method_title(method: str) -> str:
