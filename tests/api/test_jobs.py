@@ -258,6 +258,8 @@ def test_jobs_watch_prints_a_progress_bar_and_the_outcome(app, db, sessions):
     ("config", "field"),
     [
         ({"method": "dino"}, "config.method"),
+        ({"max_steps": "many"}, "config.max_steps"),
+        ({"base_model": 7}, "config.base_model"),
         ({"batch_size": 1}, "config.batch_size"),
         ({"min_scale": 0}, "config.min_scale"),
         ({"base_model": "builtin:vit-tiny", "image_size": 64}, "config.image_size"),

@@ -1,6 +1,6 @@
 """The pretrain kind through a real Celery worker: self-supervised training on a small project pool (labeled and
-unlabeled photos) becomes a backbone in the base-model catalogue, and a classifier_lora job started from it
-applies LoRA to it (method auto) and says so in its version's name and model card."""
+unlabeled photos) becomes a backbone in the base-model catalogue; a classifier_lora job started from it applies
+LoRA to it (method auto) and says so in its version's name and model card, and a distill student starts from it."""
 
 from __future__ import annotations
 
