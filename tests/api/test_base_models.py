@@ -133,7 +133,9 @@ def test_the_job_form_offers_the_available_bases_and_defaults_to_a_builtin(app, 
     _, admin = project_with_dataset(app, db)
     html = admin.get("/projects/roadwork/jobs").text
     assert 'list="bases-classifier_lora"' in html and 'value="builtin:vit-small"' in html
-    assert 'data-kind="pretrain"' in html and 'list="bases-pretrain"' in html  # its defaults run (worker test)
+    assert (
+        'data-kind="pretrain"' in html and 'list="bases-pretrain"' in html
+    )  # its defaults run (worker test)
     assert "google/vit-base" not in html and "Qwen/Qwen2.5-VL-3B" not in html.split('id="job-form"')[1]
 
 
