@@ -70,6 +70,43 @@ def test_ssl_is_deterministic_with_a_seed(roadwork_dataset_dir, tmp_path):
     assert first != other
 
 
+class CrashingReporter(MemoryReporter):
+    """A worker that dies right after step `crash_at` (preempted, OOM-killed)."""
+
+    def __init__(self, crash_at: int) -> None:
+        super().__init__()
+        self.crash_at = crash_at
+
+    def progress(self, step: int, total: int) -> None:
+        super().progress(step, total)
+        if step == self.crash_at:
+            raise RuntimeError("worker lost")
+
+
+def test_a_resumed_run_continues_from_its_checkpoint_with_the_same_losses(roadwork_dataset_dir, tmp_path):
+    """Killed after step 3 with a checkpoint at step 2, a new attempt resumes at step 2 and its steps 3-4 have the
+    losses of an uninterrupted run (model, optimizer, schedule, data order and augmentation RNG restored)."""
+    images = tiny_pool(roadwork_dataset_dir, 8)
+    settings = SSLSettings(steps=4, batch_size=4, hidden_dim=32, projection_dim=16, checkpoint_every=2)
+    transform = two_view_transform("simclr", SIZE, PLAIN, 0.5)
+    path = build_tiny_vit_classifier(tmp_path / "vit")
+
+    def attempt(reporter, checkpoints):
+        torch.manual_seed(0)
+        backbone = HeadlessClassifier(load_image_classifier(str(path), ["negative", "positive"]))
+        model = build_ssl(backbone, SIZE, settings)
+        views = TwoViews(lambda i: images[i], len(images), transform)
+        return train_ssl(model, views, settings, reporter, torch.device("cpu"), checkpoints)
+
+    clean = attempt(MemoryReporter(), tmp_path / "clean")
+    with pytest.raises(RuntimeError, match="worker lost"):
+        attempt(CrashingReporter(crash_at=3), tmp_path / "crashed")
+    resumed = MemoryReporter()
+    tail = attempt(resumed, tmp_path / "crashed")
+    assert "resumed self-supervised training from checkpoint at step 2" in resumed.lines
+    assert tail == pytest.approx(clean[2:], rel=1e-5)
+
+
 def test_pretrain_job_writes_a_backbone_folder_with_a_probe_and_card(roadwork_dataset_factory, tmp_path):
     """The job trains on labeled and unlabeled images, reports loss and progress, and leaves a ViT folder (no
     'pretrained: false' marker, so it counts as pretrained) whose card names the method and the base."""
