@@ -352,7 +352,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    print("command: " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+    print(
+        "command: "
+        + " ".join(shlex.quote(a) for a in [sys.executable, "-m", "bench.pretrain", *sys.argv[1:]])
+    )
     print("settings: " + ", ".join(f"{k}={v}" for k, v in vars(args).items() if not k.endswith("_list")))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)", flush=True)
     base = SSLSettings(
