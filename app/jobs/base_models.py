@@ -115,6 +115,11 @@ def registry_choices(*, db_session: Session, project: Project) -> list[BaseModel
         kinds = warm_start_kinds(model)
         if kinds:
             description = f"{model.name} v{model.version} ({model.stage}, holdout MCC {_mcc(model)})"
+            if model.kind == bases.PRETRAIN_KIND:
+                description = (
+                    f"self-supervised backbone {model.name} v{model.version} (pretrained on the project's "
+                    f"pool; linear-probe holdout MCC {_mcc(model)}): LoRA adapts it"
+                )
             reference = bases.registry_reference(model.version)
             out.append(BaseModelChoice(reference, "registry", kinds, True, "lora", description))
             if model.stage == PRODUCTION:
@@ -237,5 +242,10 @@ def unpack_warm_start(
     with zipfile.ZipFile(model.artifact_archive) as archive:
         archive.extractall(folder)
         top = archive.namelist()[0].split("/")[0]  # the archive holds the artifact folder itself
-    marker = {"pretrained": True, "model": f"{top}/{entry}", "label": f"{model.name} v{model.version}"}
+    marker = {
+        "pretrained": True,
+        "model": f"{top}/{entry}",
+        "label": f"{model.name} v{model.version}",
+        "kind": model.kind,
+    }
     (folder / bases.MARKER_FILE).write_text(json.dumps(marker))

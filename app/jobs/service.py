@@ -24,8 +24,9 @@ from app.jobs.schemas import JobCreate, JobDetail, JobProgress, JobRead
 from app.projects.models import Project
 from app.registry.models import ModelVersion
 from app.webhooks import service as webhooks
-from ml.training.bases import is_registry_reference
+from ml.training.bases import BUILTIN_IMAGE_SIZES, PRETRAIN_KIND, is_registry_reference
 from ml.training.kinds import JOB_KINDS, build_config, config_fields
+from ml.training.pretrain.config import PretrainConfig
 
 STALE_FACTOR = 3  # heartbeats missed before a running job counts as abandoned
 CANCEL_GRACE_S = 30.0  # a cancelled job still heart-beating after this long is killed
@@ -151,6 +152,36 @@ def check_teacher(
     )
 
 
+def check_pretrain_dataset(*, project: Project, dataset: DatasetVersion, values: dict[str, Any]) -> None:
+    """What would fail in the worker, refused at submission: its linear probe needs a binary project with both
+    classes labeled in train and val, a built-in ViT only takes its own input size, and a contrastive batch needs
+    two images."""
+    if project.kind != "binary" or len(project.classes) != 2:
+        raise ApiError(
+            422,
+            "kind",
+            f"pretrain needs a binary project (its linear probe), {project.name!r} is {project.kind}",
+        )
+    split_classes = (dataset.stats or {}).get("split_classes", {})
+    for split in ("train", "val"):
+        counts = split_classes.get(split, {})
+        missing = [name for name in project.classes if not counts.get(name)]
+        if missing:
+            raise ApiError(
+                422,
+                "dataset_version",
+                f"dataset v{dataset.version} has no {', '.join(missing)} label in its {split} split: the linear "
+                "probe that scores the pretrained backbone needs both classes in train and val",
+            )
+    base = str(values.get("base_model", PretrainConfig.base_model))
+    size = int(values.get("image_size", 0) or 0)
+    native = BUILTIN_IMAGE_SIZES.get(base)
+    if native is not None and size not in (0, native):
+        raise ApiError(422, "config.image_size", f"{base} takes {native}px inputs, not {size}px (use 0)")
+    if dataset.item_count < 2:
+        raise ApiError(422, "dataset_version", "self-supervised training needs at least 2 images")
+
+
 def create_job(
     *,
     db_session: Session,
@@ -185,6 +216,8 @@ def create_job(
             "dataset_version",
             f"project {project.name!r} has no dataset version {job_in.dataset_version}",
         )
+    if job_in.kind == PRETRAIN_KIND:
+        check_pretrain_dataset(project=project, dataset=dataset, values=values)
     job = Job(
         project_id=project.id,
         kind=job_in.kind,

@@ -25,15 +25,19 @@ IMAGE_CLASSIFIER, CNN, VLM, DETECTOR = "image_classifier", "tiny_cnn", "vlm", "d
 KIND_FAMILIES: dict[str, tuple[str, ...]] = {
     "classifier_lora": (IMAGE_CLASSIFIER,),
     "distill": (CNN, IMAGE_CLASSIFIER),
+    "pretrain": (IMAGE_CLASSIFIER,),
     "yolo": (DETECTOR,),
     "vlm_sft": (VLM,),
     "vlm_dpo": (VLM,),
     "vlm_distill": (VLM,),
 }
 # Registry kinds whose artifact another kind can start from (their files role -> what it holds).
+# A pretrain version is a backbone (an image classifier folder whose head is a linear probe).
+PRETRAIN_KIND = "pretrain"
 WARM_START_SOURCES: dict[str, tuple[str, ...]] = {
-    "classifier_lora": ("classifier_lora", "distill"),
-    "distill": ("distill", "classifier_lora"),
+    "classifier_lora": ("classifier_lora", "distill", PRETRAIN_KIND),
+    "distill": ("distill", "classifier_lora", PRETRAIN_KIND),
+    "pretrain": (PRETRAIN_KIND, "classifier_lora"),
     "yolo": ("yolo",),
 }
 VLM_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
@@ -94,6 +98,7 @@ BUILTINS: tuple[Builtin, ...] = (
     ),
 )
 BUILTIN_BY_NAME = {b.name: b for b in BUILTINS}
+BUILTIN_IMAGE_SIZES = {"builtin:vit-small": 64, "builtin:vit-tiny": 32}  # fixed by their position embeddings
 
 
 def builtins_for(kind: str) -> list[Builtin]:
@@ -172,7 +177,7 @@ def path_family(path: Path) -> str | None:
 @dataclass(frozen=True)
 class ResolvedBase:
     reference: str  # as the job named it
-    source: str  # builtin | local | hub | registry
+    source: str  # builtin | local | hub | registry | pretrain (a registry version of a pretrain job)
     path: str  # what the trainer loads (a folder, a .pt file, a yaml name or a hub id)
     pretrained: bool  # False: random initialisation, so full fine-tuning is the sensible method
     label: str  # for the model card
@@ -194,6 +199,9 @@ def resolve_base(reference: str, workdir: Path) -> ResolvedBase:
         marker = read_marker(folder)
         if not marker:
             raise ValueError(f"base_model: {reference} was not unpacked for this job")
+        if marker.get("kind") == PRETRAIN_KIND:
+            label = f"self-supervised backbone {marker.get('label', reference)}"
+            return ResolvedBase(reference, PRETRAIN_KIND, str(folder / marker["model"]), True, label)
         label = f"warm start from {marker.get('label', reference)}"
         return ResolvedBase(reference, "registry", str(folder / marker["model"]), True, label)
     path = Path(reference)
@@ -216,10 +224,11 @@ def build_builtin(builtin: Builtin, root: Path) -> Path:
 def build_vit_small(path: Path) -> Path:
     from ml.tiny import build_tiny_vit_classifier
 
-    return build_tiny_vit_classifier(path, image_size=64, hidden_size=128, num_hidden_layers=4)
+    size = BUILTIN_IMAGE_SIZES["builtin:vit-small"]
+    return build_tiny_vit_classifier(path, image_size=size, hidden_size=128, num_hidden_layers=4)
 
 
 def build_vit_tiny(path: Path) -> Path:
     from ml.tiny import build_tiny_vit_classifier
 
-    return build_tiny_vit_classifier(path, image_size=32)
+    return build_tiny_vit_classifier(path, image_size=BUILTIN_IMAGE_SIZES["builtin:vit-tiny"])

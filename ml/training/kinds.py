@@ -41,6 +41,12 @@ JOB_KINDS: dict[str, JobKind] = {
             "ml.training.distill.trainer:run",
         ),
         JobKind(
+            "pretrain",
+            "Self-supervised backbone pretraining on the pool (lightly SimCLR / BYOL)",
+            "ml.training.pretrain.config:PretrainConfig",
+            "ml.training.pretrain.trainer:run",
+        ),
+        JobKind(
             "yolo",
             "YOLO detector fine-tune",
             "ml.training.yolo.config:YoloConfig",

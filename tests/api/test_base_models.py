@@ -70,6 +70,7 @@ def test_the_catalogue_lists_builtins_and_the_models_directory_with_the_method_e
         ("distill", {"student": "/no/such/student"}, "config.student"),
         ("classifier_lora", {"base_model": "registry:v7"}, "config.base_model"),
         ("classifier_lora", {"base_model": "yolov8n.yaml"}, "config.base_model"),
+        ("pretrain", {"base_model": "tiny-cnn"}, "config.base_model"),
     ],
 )
 def test_a_base_that_is_not_available_here_is_refused_at_submission_with_the_choices(
@@ -80,7 +81,12 @@ def test_a_base_that_is_not_available_here_is_refused_at_submission_with_the_cho
     assert response.status_code == 422, response.text
     error = response.json()["errors"][0]
     assert error["field"] == field
-    default = {"classifier_lora": "builtin:vit-small", "distill": "tiny-cnn", "yolo": "yolov8n.yaml"}
+    default = {
+        "classifier_lora": "builtin:vit-small",
+        "distill": "tiny-cnn",
+        "pretrain": "builtin:vit-small",
+        "yolo": "yolov8n.yaml",
+    }
     assert default.get(kind, "builtin:tiny-qwen2-vl") in error["message"]
     assert admin.get(JOBS).json() == []
 
@@ -99,7 +105,7 @@ def test_the_base_model_field_of_the_body_is_named_when_it_is_the_one_refused(ap
 def test_every_kind_is_accepted_with_its_defaults_and_with_a_local_folder(app, db, settings, redis_url):
     local = fake_model_folder(settings.resolved_models_dir / "vit-roads", VIT_CONFIG)
     _, admin = project_with_dataset(app, db)
-    for kind in ("classifier_lora", "distill", "yolo", "vlm_sft", "vlm_dpo"):
+    for kind in ("classifier_lora", "distill", "pretrain", "yolo", "vlm_sft", "vlm_dpo"):
         response = admin.post(JOBS, json={"kind": kind, "dataset_version": 1})
         assert response.status_code == 201, (kind, response.text)
     response = admin.post(JOBS, json={"kind": "classifier_lora", "dataset_version": 1, "base_model": local})
@@ -127,6 +133,9 @@ def test_the_job_form_offers_the_available_bases_and_defaults_to_a_builtin(app, 
     _, admin = project_with_dataset(app, db)
     html = admin.get("/projects/roadwork/jobs").text
     assert 'list="bases-classifier_lora"' in html and 'value="builtin:vit-small"' in html
+    assert (
+        'data-kind="pretrain"' in html and 'list="bases-pretrain"' in html
+    )  # its defaults run (worker test)
     assert "google/vit-base" not in html and "Qwen/Qwen2.5-VL-3B" not in html.split('id="job-form"')[1]
 
 

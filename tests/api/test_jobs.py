@@ -6,9 +6,12 @@ import io
 import json
 from datetime import timedelta
 
+import pytest
 import redis
+from sqlalchemy import select
 
 from app.core.db import utcnow
+from app.datasets.models import DatasetVersion
 from app.jobs import service
 from app.jobs.cli import watch
 from app.jobs.models import CANCELLED, FAILED, QUEUED, RUNNING, Job, JobMetric
@@ -249,3 +252,42 @@ def test_jobs_watch_prints_a_progress_bar_and_the_outcome(app, db, sessions):
     out = io.StringIO()
     assert watch(job.id, interval_s=0.01, out=out, sessions=sessions) == "succeeded"
     assert f"[{'#' * 30}] 4/4 100%" in out.getvalue() and "val_mcc=0.75 succeeded" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"method": "dino"}, "config.method"),
+        ({"max_steps": "many"}, "config.max_steps"),
+        ({"base_model": 7}, "config.base_model"),
+        ({"batch_size": 1}, "config.batch_size"),
+        ({"min_scale": 0}, "config.min_scale"),
+        ({"base_model": "builtin:vit-tiny", "image_size": 64}, "config.image_size"),
+        ({"image_size": 32}, "config.image_size"),  # builtin:vit-small, the default, takes 64 px
+    ],
+)
+def test_a_pretrain_job_that_could_not_run_is_refused_naming_the_field(app, db, config, field):
+    """Knobs the worker would reject (unknown method, a batch no contrastive loss can use, a size the built-in
+    ViT's position embeddings do not fit) are a 422 at submission, and nothing is queued."""
+    _, admin = project_with_dataset(app, db)
+    response = admin.post(JOBS, json={"kind": "pretrain", "dataset_version": 1, "config": config})
+    assert response.status_code == 422, response.text
+    assert first_error(response) == field
+    assert admin.get(JOBS).json() == []
+
+
+def test_pretrain_needs_a_binary_project_with_both_classes_in_train_and_val(app, db):
+    """Its linear probe (what the registry scores) needs both classes labeled in train and val; a dataset
+    without them is refused at submission naming dataset_version, with the defaults otherwise accepted."""
+    project, admin = project_with_dataset(app, db)
+    accepted = admin.post(JOBS, json={"kind": "pretrain", "dataset_version": 1})
+    assert accepted.status_code == 201, accepted.text
+    version = db.scalar(select(DatasetVersion).where(DatasetVersion.project_id == project.id))
+    version.stats = {
+        **version.stats,
+        "split_classes": {"train": {"negative": 3, "positive": 4}, "val": {"positive": 2}},
+    }
+    db.commit()
+    refused = admin.post(JOBS, json={"kind": "pretrain", "dataset_version": 1})
+    assert refused.status_code == 422 and first_error(refused) == "dataset_version"
+    assert "negative" in refused.json()["errors"][0]["message"]

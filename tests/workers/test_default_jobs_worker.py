@@ -21,6 +21,7 @@ SMALL_IMAGE_JOB = {"max_steps": 2, "batch_size": 8, "eval_every": 2, "checkpoint
 SMALL = {
     "classifier_lora": SMALL_IMAGE_JOB,
     "distill": SMALL_IMAGE_JOB,
+    "pretrain": {"max_steps": 2, "batch_size": 8, "device": "cpu"},
     "yolo": {"image_size": 64, "epochs": 1, "batch": 8, "device": "cpu"},
     "vlm_sft": {**VLM_TRAINING, "max_steps": 1},
     "vlm_dpo": {**VLM_TRAINING, "max_steps": 1, "vlm_model_name": "vlm"},

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ml.dataset import DatasetVersionDir
-from ml.training.bases import ResolvedBase, resolve_base
+from ml.training.bases import PRETRAIN_KIND, ResolvedBase, resolve_base, warm_start_folder
 from ml.training.classifier_lora.config import ClassifierLoraConfig, module_names
 from ml.training.common.data import class_weights, require_classes, split_data, split_records
 from ml.training.common.finalize import classifier_result, train_and_calibrate
@@ -65,9 +65,18 @@ def method_description(config: ClassifierLoraConfig, base: ResolvedBase, method:
     start = "a pretrained backbone" if base.pretrained else "a randomly initialised backbone"
     if base.source == "registry":
         start = "a registry model (warm start)"
+    if base.source == PRETRAIN_KIND:
+        start = f"the {base.label} (pretrained on this project's pool)"
     how = "full fine-tune" if method == "full" else f"LoRA r={config.lora_r} alpha={config.lora_alpha}"
     why = " (chosen for this base by method='auto')" if config.method == "auto" else ""
     return f"{how} of {start}{why}"
+
+
+def method_suffix(method: str, base: ResolvedBase) -> str:
+    """The registry version's name part: lora | full | lora-warm-start | lora-on-pretrain-v3."""
+    if base.source == PRETRAIN_KIND:
+        return f"{method}-on-pretrain-{warm_start_folder(base.reference)}"
+    return method if base.source != "registry" else f"{method}-warm-start"
 
 
 def save_models(
@@ -146,5 +155,5 @@ def run(
         base_model=base.label,
         settings=asdict(config),
     )
-    result.method = method if base.source != "registry" else f"{method}-warm-start"
+    result.method = method_suffix(method, base)
     return result

@@ -14,7 +14,7 @@ from torch import nn
 from ml.dataset import DatasetRecord, DatasetVersionDir, StoredPrediction
 from ml.evaluation import binary_metrics, mcc_optimal_threshold
 from ml.multiclass import multiclass_metrics
-from ml.training.bases import ResolvedBase, resolve_base
+from ml.training.bases import PRETRAIN_KIND, ResolvedBase, resolve_base, warm_start_folder
 from ml.training.common.data import (
     NO_LABEL,
     Normalisation,
@@ -289,4 +289,6 @@ def run(
         settings=asdict(config),
     )
     result.method = "warm-start" if base.source == "registry" else ""
+    if base.source == PRETRAIN_KIND:
+        result.method = f"from-pretrain-{warm_start_folder(base.reference)}"
     return result
