@@ -121,6 +121,13 @@ def require_classes(dataset: DatasetVersionDir) -> int:
     return n_classes
 
 
+def require_binary(dataset: DatasetVersionDir) -> None:
+    """The pretrain job's linear probe is scored by the registry as a binary model."""
+    if dataset.info.kind != "binary":
+        raise ValueError(f"dataset: this job needs a binary dataset, got kind={dataset.info.kind!r}")
+    require_classes(dataset)
+
+
 def class_weights(labels: Sequence[int], mode: str, n_classes: int = 2) -> torch.Tensor:
     """Inverse-frequency weights (mean 1 over items) so a rare class is not drowned out; a class with no train
     item gets weight 1 (it never appears in the loss's targets anyway)."""
