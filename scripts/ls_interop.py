@@ -14,6 +14,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +33,13 @@ CONFIG = """<View>
   <RectangleLabels name="box" toName="image"><Label value="cone"/></RectangleLabels>
 </View>"""
 EMAIL, PASSWORD = "admin@example.com", "interop-pass-1"
+
+
+def default_label_studio() -> Path:
+    """Where scripts/ls_interop.sh installs Label Studio (LSVENV overrides it)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    venv = Path(os.environ.get("LSVENV") or cache / "hardcase" / "label-studio-1.23.2")
+    return venv / "bin" / "label-studio"
 
 
 def free_port() -> int:
@@ -375,21 +383,25 @@ def run(ls: LabelStudio, hc: Hardcase) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--label-studio", default="/tmp/lsvenv/bin/label-studio")
+    parser.add_argument("--label-studio", default=str(default_label_studio()))
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, databases)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="ls-interop-"))
     hc, ls = Hardcase(folder / "hardcase"), LabelStudio(args.label_studio, folder / "label-studio")
+    ok = False
     try:
         print(f"logs in {folder}", flush=True)
         hc.start(folder / "hardcase.log")
         ls.start(folder / "label-studio.log")
         run(ls, hc)
         print("Label Studio and Hardcase interoperate.")
+        ok = True
         return 0
     finally:
         ls.stop()
         hc.stop()
+        if ok and not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)  # a failed run keeps its logs
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ export HARDCASE_SAMPLE_DATA="${HARDCASE_SAMPLE_DATA:-$(cd .. && pwd)/shared/data
 
 bash scripts/services.sh
 bash scripts/install_chromium.sh
+bash scripts/ls_interop.sh --install-only  # a real Label Studio for tests/interop (cached outside the checkout)
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
