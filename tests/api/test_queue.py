@@ -200,7 +200,10 @@ def test_progress_counts_the_pool_and_the_users_work(app, client, db):
     }
 
 
-def test_the_image_streams_for_members_and_read_keys_but_urls_are_404(app, client, db):
+def test_the_image_streams_for_members_and_read_keys_and_a_url_is_refused_while_fetching_is_off(
+    app, client, db
+):
+    """Stored images stream to members and read keys; a URL-only item is a 403 naming the empty allowlist."""
     project = make_project(db)
     key = make_key(db)
     stored = item("stored", image={"base64": b64(png_bytes())})
@@ -218,7 +221,7 @@ def test_the_image_streams_for_members_and_read_keys_but_urls_are_404(app, clien
     by_key = client.get(f"/api/v1/projects/roadwork/items/{ids['stored']}/image", headers={"X-API-Key": key})
     assert by_key.status_code == 200
     remote = ann.get(f"/api/v1/projects/roadwork/items/{ids['remote']}/image")
-    assert remote.status_code == 404 and "not fetched" in remote.json()["detail"]
+    assert remote.status_code == 403 and "HARDCASE_REMOTE_IMAGE_ALLOWLIST" in remote.json()["detail"]
     assert client.get(f"/api/v1/projects/roadwork/items/{ids['stored']}/image").status_code == 401
 
 

@@ -200,6 +200,8 @@ def test_a_specialist_needs_a_production_generalist_and_enough_slice_items(app, 
 class Scorer:
     """A stand-in predictor that answers its own name (the routing, not the model, is under test)."""
 
+    multiclass = False
+
     def __init__(self, name: str) -> None:
         self.name, self.version, self.threshold, self.classes = name, 1, 0.5, ["no", "yes"]
 

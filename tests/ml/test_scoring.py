@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -220,12 +218,11 @@ def test_rank_matrix_rejects_a_threshold_outside_0_1():
         rank_matrix(np.array([[0.5]]), ["a"], threshold=1.0, strategy=StrategyConfig())
 
 
-def test_million_items_by_three_models_rank_in_a_few_seconds():
+def test_a_large_matrix_with_missing_scores_ranks_to_finite_priorities():
+    """Vectorised over many items with 10% of the scores missing (speed is measured in bench/queue.py)."""
     rng = np.random.default_rng(0)
-    P = rng.random((1_000_000, 3))
+    P = rng.random((200_000, 3))
     P[rng.random(P.shape) < 0.1] = NAN
-    started = time.process_time()
     h = rank_matrix(P, ["yolo", "vlm", "clf"], threshold=0.45, strategy=StrategyConfig())
-    elapsed = time.process_time() - started
-    assert elapsed < 4.0, f"took {elapsed:.2f} s of CPU"
+    assert h.priority.shape == (200_000,)
     assert np.isfinite(h.priority).all()
