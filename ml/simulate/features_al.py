@@ -181,12 +181,13 @@ def run_arm(config: FeatureALConfig, data: dict, arm: str, seed: int, log: Calla
     starter = _ColdStart(config, x, pool, seed)
     labeled = np.zeros(0, dtype=np.int64)
     trace = Trace(arm, seed)
+    model: Classifier | None = None  # last round's classifier: what the uncertainty rules score with
     while len(labeled) < config.max_labels:
         started = time.perf_counter()
         k = min(config.acquire_per_round, config.max_labels - len(labeled))
         unlabeled = np.setdiff1d(pool, labeled)
         round_seed = seed * 100_003 + len(labeled)
-        if warm is None or len(labeled) < switch or len(np.unique(y[labeled])) < 2:
+        if model is None or warm is None or len(labeled) < switch or len(np.unique(y[labeled])) < 2:
             if cold == "random":
                 new = unlabeled[np.argsort(scoring.stable_random(unlabeled, round_seed), kind="stable")[:k]]
             else:
