@@ -28,12 +28,11 @@ from ml.simulate.efficiency import (
 
 DEFAULT_ARMS = (
     "random",
-    "random+bald:20",
-    "typiclust",
-    "probcover",
     "typiclust+bald:50",
     "probcover+bald:50",
     "typiclust+badge:50",
+    "typiclust",
+    "probcover",
 )
 COLD = ("random", "typiclust", "probcover")
 WARM = ("bald", "badge")
@@ -48,8 +47,8 @@ class FeatureALConfig:
     acquire_per_round: int = 10
     max_labels: int = 200
     validation_size: int = 100
-    warm_pool: int = 10_000  # random pool subset scored by BALD/BADGE each round
-    probcover_pool: int = 20_000  # random pool subset ProbCover's graph is built on (memory, time)
+    warm_pool: int = 5000  # random pool subset scored by BALD/BADGE each round
+    coldstart_pool: int = 20_000  # random pool subset TypiClust clusters and ProbCover's graph joins (time)
     mc_samples: int = 20
     hidden: int = 256
     steps: int = 300
@@ -146,22 +145,23 @@ class _ColdStart:
     """Per-seed cached pieces of the cold-start rules (ProbCover's graph is the expensive part)."""
 
     def __init__(self, config: FeatureALConfig, x: np.ndarray, pool: np.ndarray, seed: int) -> None:
-        self.config, self.x, self.pool, self.seed = config, x, pool, seed
+        self.config, self.x, self.seed = config, x, seed
+        size = min(config.coldstart_pool, len(pool))
+        self.sub = np.sort(np.random.default_rng([seed, 5]).choice(pool, size, replace=False))
         self._graph = None
 
     def typiclust(self, labeled: np.ndarray, k: int) -> np.ndarray:
         from ml.simulate.coldstart import typiclust
 
-        picks = typiclust(self.x[self.pool], k, np.searchsorted(self.pool, labeled), seed=self.seed)
-        return self.pool[picks]
+        # labeled points join the clustering (they count as covering their cluster), picks come from the subset
+        points = np.concatenate([self.sub, np.setdiff1d(labeled, self.sub)])
+        picks = typiclust(self.x[points], k, np.flatnonzero(np.isin(points, labeled)), seed=self.seed)
+        return points[picks]
 
     def probcover(self, labeled: np.ndarray, k: int) -> np.ndarray:
         from ml.simulate.coldstart import ball_graph, covered_by, probcover, purity_radius
 
         if self._graph is None:
-            rng = np.random.default_rng([self.seed, 5])
-            size = min(self.config.probcover_pool, len(self.pool))
-            self.sub = np.sort(rng.choice(self.pool, size, replace=False))
             self.delta = purity_radius(self.x[self.sub], 10, seed=self.seed)
             self._graph = ball_graph(self.x[self.sub], self.delta)
         covered = covered_by(self.x[self.sub], self.x[labeled], self.delta)
@@ -251,8 +251,8 @@ def run_feature_al(config: FeatureALConfig, log: Callable[[str], None] = print) 
 
     torch.set_num_threads(config.threads)
     data = load_features(config)
-    for seed in range(config.seeds):
-        for arm in config.arms:
+    for arm in config.arms:  # arm by arm: an interrupted job has every seed of the first arms
+        for seed in range(config.seeds):
             path = _trace_path(config, arm, seed)
             if path.is_file():
                 continue
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_labels",
         "acquire_per_round",
         "warm_pool",
-        "probcover_pool",
+        "coldstart_pool",
         "steps",
         "threads",
     ):
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                     "max_labels",
                     "acquire_per_round",
                     "warm_pool",
-                    "probcover_pool",
+                    "coldstart_pool",
                     "steps",
                     "threads",
                 )

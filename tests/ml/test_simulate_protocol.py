@@ -153,7 +153,7 @@ def test_active_learning_on_features_runs_every_arm_and_skips_finished_ones(tmp_
         seeds=1,
         max_labels=30,
         validation_size=20,
-        probcover_pool=400,
+        coldstart_pool=400,
         warm_pool=200,
         steps=60,
     )
