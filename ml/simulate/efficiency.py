@@ -71,18 +71,32 @@ def format_cell(cell: dict, budget: int) -> str:
     if cell["censored"]:
         parts.append(f"> {budget} ({cell['censored']} seeds)")
     if cell["pending"]:
-        parts.append(f"not yet ({cell['pending']} seeds running)")
+        parts.append(f"not yet ({cell['pending']} seeds unfinished)")
     return "; ".join(parts)
 
 
-def efficiency_rows(traces: list[Trace], budget: int, *, paper: bool = True) -> list[dict]:
-    """One row per strategy: labels to 10% / 5% test error, seeds done, rounds and labels reached so far."""
+def error_at(traces: list[Trace], labels: int) -> str:
+    """Mean ± std test error at a label count, over the seeds that have got there."""
+    values = [t.test_error[t.labels.index(labels)] for t in traces if labels in t.labels]
+    if not values:
+        return "-"
+    seeds = "" if len(values) == len(traces) else f" ({len(values)}/{len(traces)} seeds)"
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}{seeds}"
+
+
+def efficiency_rows(
+    traces: list[Trace], budget: int, *, paper: bool = True, checkpoints: tuple[int, ...] = ()
+) -> list[dict]:
+    """One row per strategy: labels to 10% / 5% test error, test error at a few label counts, seeds done and
+    labels reached so far."""
     rows = []
     for strategy in dict.fromkeys(t.strategy for t in traces):
         runs = [t for t in traces if t.strategy == strategy]
         row: dict = {"strategy": strategy}
         for target in TARGETS:
             row[f"labels to {target:.0%} error"] = _cell(runs, target, budget)["text"]
+        for n in checkpoints:
+            row[f"error at {n}"] = error_at(runs, n)
         row["seeds finished"] = f"{sum(t.finished for t in runs)}/{len(runs)}"
         row["labels so far"] = "/".join(str(t.labels[-1] if t.labels else 0) for t in runs)
         last = [t.test_error[-1] for t in runs if t.test_error]
@@ -94,11 +108,19 @@ def efficiency_rows(traces: list[Trace], budget: int, *, paper: bool = True) -> 
     return rows
 
 
-def efficiency_section(traces: list[Trace], *, title: str, budget: int, paper: bool, recipe: str) -> dict:
+def efficiency_section(
+    traces: list[Trace],
+    *,
+    title: str,
+    budget: int,
+    paper: bool,
+    recipe: str,
+    checkpoints: tuple[int, ...] = (),
+) -> dict:
     return {
         "title": title,
         "recipe": recipe,
-        "rows": efficiency_rows(traces, budget, paper=paper),
+        "rows": efficiency_rows(traces, budget, paper=paper, checkpoints=checkpoints),
         "notes": list(PROTOCOL_NOTES),
         "cells": {
             t.strategy: {

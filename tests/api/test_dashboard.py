@@ -285,7 +285,7 @@ def test_simulation_page_shows_the_label_efficiency_tables_the_protocol_runs_wri
     log_in(client, db, "rita", "reviewer")
     html = client.get("/simulate").text
     assert "Table gal-paper" in html and "Table ssl-al" in html
-    assert "35 ± 5" in html and "145 / 335" in html and "not yet (2 seeds running)" in html
+    assert "35 ± 5" in html and "145 / 335" in html and "not yet (2 seeds unfinished)" in html
     assert "Munjal et al." in html and "Lüth et al." in html and "random arm is always shown" in html
 
 

@@ -68,7 +68,7 @@ def test_labels_to_target_are_per_seed_with_mean_std_and_say_what_did_not_reach(
     rows = {r["strategy"]: r for r in efficiency_rows(traces, 40)}
     assert rows["bald"]["labels to 10% error"] == "30 ± 0"
     assert rows["bald"]["labels to 5% error"] == "40 ± 0 (1/2 seeds); > 40 (1 seeds)"
-    assert rows["random"]["labels to 10% error"] == "> 40 (1 seeds); not yet (1 seeds running)"
+    assert rows["random"]["labels to 10% error"] == "> 40 (1 seeds); not yet (1 seeds unfinished)"
     assert rows["bald"]["paper (10% / 5%)"] == "145 / 335" and rows["random"]["seeds finished"] == "1/2"
 
 
