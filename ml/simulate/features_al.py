@@ -236,7 +236,7 @@ def write_summary(config: FeatureALConfig) -> dict:
         f"{config.warm_pool} random pool images, T={config.mc_samples}; 10,000 test images"
     )
     title = f"Active learning on self-supervised features ({config.seeds} seeds)"
-    checkpoints = tuple(n for n in (30, 60, 100, 150, 200) if n <= config.max_labels)
+    checkpoints = tuple(n for n in (30, 60, 100, 150, 200, 300) if n <= config.max_labels)
     section = efficiency_section(
         traces, title=title, budget=config.max_labels, paper=False, recipe=recipe, checkpoints=checkpoints
     )
