@@ -238,7 +238,7 @@ def write_summary(config: ProtocolConfig) -> dict:
         f"up to {config.max_labels} labels, {config.test_size or 10_000} test images"
     )
     title = f"Gal et al. 2017 protocol, {config.variant} variant ({config.seeds} seeds)"
-    checkpoints = tuple(n for n in (60, 100, 150, 300, 1000) if n <= config.max_labels)
+    checkpoints = tuple(n for n in (20, 40, 60, 100, 150, 300, 1000) if n <= config.max_labels)
     section = efficiency_section(
         traces, title=title, budget=config.max_labels, paper=True, recipe=text, checkpoints=checkpoints
     )
