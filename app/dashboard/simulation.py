@@ -13,8 +13,9 @@ REPORT_FILE = "curves.json"
 
 
 def simulations_root(settings: Settings) -> Path:
-    """Simulator runs live in data_dir/simulate (one folder per run, or the report right there)."""
-    return (settings.data_dir / "simulate").resolve()
+    """Simulator runs live in HARDCASE_SIMULATE_DIR, default data_dir/simulate (one folder per run, or the
+    report right there)."""
+    return (settings.simulate_dir or settings.data_dir / "simulate").resolve()
 
 
 def list_runs(root: Path) -> list[str]:
@@ -51,3 +52,18 @@ def table_columns(rows: list[dict]) -> list[str]:
     for row in rows:
         columns += [key for key in row if key not in columns]
     return columns
+
+
+def efficiency_tables(root: Path, runs: list[str]) -> list[dict[str, Any]]:
+    """The label-efficiency tables (labels to 10% / 5% error per seed, mean ± std) of every run that wrote one
+    (ml.simulate.protocol and ml.simulate.features_al), in title order; unreadable reports are skipped."""
+    tables = []
+    for run in runs:
+        try:
+            section = json.loads((root / run / REPORT_FILE).read_text()).get("efficiency")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(section, dict) and isinstance(section.get("rows"), list) and section["rows"]:
+            rows = [r for r in section["rows"] if isinstance(r, dict)]
+            tables.append({**section, "run": run, "rows": rows, "columns": table_columns(rows)})
+    return sorted(tables, key=lambda t: str(t.get("title", "")))

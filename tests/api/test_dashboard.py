@@ -265,6 +265,30 @@ def test_simulation_page_draws_curves_and_the_labels_to_reach_table(
     assert client.get("/simulate?run=other").status_code == 404
 
 
+def test_simulation_page_shows_the_label_efficiency_tables_the_protocol_runs_write(
+    client: TestClient, db: Session, settings: Settings
+) -> None:
+    """Reports written by ml.simulate's protocol and feature runs appear as labels-to-10%/5% tables (mean ± std
+    over seeds, the paper's row beside ours, runs still going marked), with the protocol and its citations."""
+    from ml.simulate.efficiency import Trace, efficiency_section, report_document, write_json_atomic
+
+    traces = [
+        Trace("bald", 0, [20, 30, 40], [0.2, 0.09, 0.04], finished=True),
+        Trace("bald", 1, [20, 30, 40], [0.2, 0.12, 0.05], finished=True),
+        Trace("random", 0, [20, 30], [0.3, 0.2]),
+        Trace("random", 1, [20, 30], [0.3, 0.2]),
+    ]
+    for name, paper in (("gal-paper", True), ("ssl-al", False)):
+        section = efficiency_section(traces, title=f"Table {name}", budget=40, paper=paper, recipe="recipe")
+        document = report_document(traces, {"dataset": "mnist", "seeds": 2, "max_labels": 40}, section)
+        write_json_atomic(settings.data_dir / "simulate" / name / "curves.json", document)
+    log_in(client, db, "rita", "reviewer")
+    html = client.get("/simulate").text
+    assert "Table gal-paper" in html and "Table ssl-al" in html
+    assert "35 ± 5" in html and "145 / 335" in html and "not yet (2 seeds unfinished)" in html
+    assert "Munjal et al." in html and "Lüth et al." in html and "random arm is always shown" in html
+
+
 def test_simulation_page_explains_how_to_make_a_report_when_there_is_none(
     client: TestClient, db: Session
 ) -> None:
