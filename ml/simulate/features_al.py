@@ -34,8 +34,22 @@ DEFAULT_ARMS = (
     "typiclust",
     "probcover",
 )
+# The propagation learner's default arms: margin is its uncertainty (no dropout samples, no gradients)
+PROPAGATION_ARMS = (
+    "random",
+    "random+margin:10",
+    "typiclust+margin:50",
+    "probcover+margin:50",
+    "typiclust",
+    "probcover",
+)
 COLD = ("random", "typiclust", "probcover")
-WARM = ("bald", "badge")
+WARM = ("bald", "badge", "margin")
+# mlp: the dropout MLP on the labeled features alone; propagation: label spreading over the k-NN graph of every
+# pool image (ml.simulate.propagation), the semi-supervised learner TypiClust's and ProbCover's papers pair with
+LEARNERS = ("mlp", "propagation")
+MLP_ONLY_WARM = ("bald", "badge")  # they need the MLP's dropout samples or gradients
+INT_OPTIONS = ("seeds", "max_labels", "acquire_per_round", "warm_pool", "coldstart_pool", "steps", "threads")
 
 
 @dataclass
@@ -55,11 +69,19 @@ class FeatureALConfig:
     learning_rate: float = 3e-3
     weight_decay: float = 5e-4
     threads: int = 1
+    learner: str = "mlp"
+    neighbours: int = 20  # propagation: k of the k-NN graph
 
     def __post_init__(self) -> None:
         self.features, self.out = Path(self.features), Path(self.out)
+        if self.learner not in LEARNERS:
+            raise ValueError(f"learner: {self.learner!r} is not one of {LEARNERS}")
+        if self.learner == "propagation" and self.arms == list(DEFAULT_ARMS):
+            self.arms = list(PROPAGATION_ARMS)
         for arm in self.arms:
-            parse_arm(arm)
+            _, warm, _ = parse_arm(arm)
+            if self.learner != "mlp" and warm in MLP_ONLY_WARM:
+                raise ValueError(f"arms: {arm!r} needs the mlp learner ({warm} scores with its dropout net)")
         if self.seeds < 1 or self.acquire_per_round < 1 or self.max_labels < self.acquire_per_round:
             raise ValueError("seeds: need ≥ 1 seed and a budget of at least one round")
 
@@ -98,10 +120,10 @@ class Classifier:
             loss.backward()
             opt.step()
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def probs(self, x: np.ndarray) -> np.ndarray:
         with self.torch.no_grad():
             self.body.eval()
-            return self.out(self.body(self.torch.from_numpy(x))).argmax(1).numpy()
+            return self.torch.softmax(self.out(self.body(self.torch.from_numpy(x))), 1).numpy()
 
     def mc_probs(self, x: np.ndarray, samples: int, seed: int) -> np.ndarray:
         torch = self.torch
@@ -170,10 +192,78 @@ class _ColdStart:
         return self.sub[picks]
 
 
+class MLPLearner:
+    """The dropout MLP trained from scratch on the labeled features alone."""
+
+    def __init__(self, config: FeatureALConfig, data: dict, seed: int) -> None:
+        self.data = data
+        self.net = Classifier(config, data["x"].shape[1], seed)
+
+    def fit(self, labeled: np.ndarray) -> None:
+        self.net.fit(self.data["x"][labeled], self.data["y"][labeled])
+
+    def pool_probs(self, indices: np.ndarray) -> np.ndarray:
+        return self.net.probs(self.data["x"][indices])
+
+    def test_probs(self) -> np.ndarray:
+        return self.net.probs(self.data["x_test"])
+
+
+class PropagationLearner:
+    """Label spreading over the k-NN graph of every pool image; test images vote through their neighbours."""
+
+    def __init__(self, config: FeatureALConfig, data: dict, seed: int) -> None:
+        self.data, self.distribution = data, None
+
+    def fit(self, labeled: np.ndarray) -> None:
+        from ml.simulate.propagation import propagate
+
+        self.distribution = propagate(self.data["affinity"], labeled, self.data["y"][labeled], 10)
+
+    def pool_probs(self, indices: np.ndarray) -> np.ndarray:
+        return self.distribution[indices]
+
+    def test_probs(self) -> np.ndarray:
+        from ml.simulate.propagation import classify
+
+        return classify(self.data["test_graph"], self.distribution)
+
+
+def with_graphs(config: FeatureALConfig, data: dict, log: Callable[[str], None]) -> dict:
+    """Adds the pool's normalised affinity and the test images' pool neighbours (built once per run)."""
+    from ml.simulate.propagation import affinity_matrix, knn
+
+    started = time.perf_counter()
+    pool_graph = knn(data["x"], data["x"], config.neighbours, exclude_self=True)
+    test_graph = knn(data["x_test"], data["x"], config.neighbours, exclude_self=False)
+    log(f"k-NN graphs (k={config.neighbours}) built in {time.perf_counter() - started:.1f} s")
+    return {**data, "affinity": affinity_matrix(pool_graph), "test_graph": test_graph}
+
+
+def _warm_picks(
+    config: FeatureALConfig,
+    learner: MLPLearner | PropagationLearner,
+    warm: str,
+    candidates: np.ndarray,
+    k: int,
+    round_seed: int,
+) -> np.ndarray:
+    from ml import scoring
+
+    if warm == "margin":
+        return candidates[np.argsort(scoring.margin(learner.pool_probs(candidates)), kind="stable")[:k]]
+    x = learner.data["x"][candidates]
+    if warm == "bald":
+        probs = learner.net.mc_probs(x, config.mc_samples, round_seed)
+        return candidates[np.argsort(-scoring.mutual_information(probs), kind="stable")[:k]]
+    return candidates[scoring.kmeans_pp_seeding(learner.net.gradient_embeddings(x), k, seed=round_seed)]
+
+
 def run_arm(config: FeatureALConfig, data: dict, arm: str, seed: int, log: Callable[[str], None]) -> Trace:
     from ml import scoring
 
     cold, warm, switch = parse_arm(arm)
+    make_learner = PropagationLearner if config.learner == "propagation" else MLPLearner
     x, y = data["x"], data["y"]
     rng = np.random.default_rng([seed, 17])
     validation = np.sort(rng.choice(len(y), config.validation_size, replace=False))
@@ -181,13 +271,13 @@ def run_arm(config: FeatureALConfig, data: dict, arm: str, seed: int, log: Calla
     starter = _ColdStart(config, x, pool, seed)
     labeled = np.zeros(0, dtype=np.int64)
     trace = Trace(arm, seed)
-    model: Classifier | None = None  # last round's classifier: what the uncertainty rules score with
+    learner = None  # last round's model: what the uncertainty rules score with
     while len(labeled) < config.max_labels:
         started = time.perf_counter()
         k = min(config.acquire_per_round, config.max_labels - len(labeled))
         unlabeled = np.setdiff1d(pool, labeled)
         round_seed = seed * 100_003 + len(labeled)
-        if model is None or warm is None or len(labeled) < switch or len(np.unique(y[labeled])) < 2:
+        if learner is None or warm is None or len(labeled) < switch or len(np.unique(y[labeled])) < 2:
             if cold == "random":
                 new = unlabeled[np.argsort(scoring.stable_random(unlabeled, round_seed), kind="stable")[:k]]
             else:
@@ -198,18 +288,13 @@ def run_arm(config: FeatureALConfig, data: dict, arm: str, seed: int, log: Calla
                     unlabeled, min(config.warm_pool, len(unlabeled)), replace=False
                 )
             )
-            if warm == "bald":
-                probs = model.mc_probs(x[candidates], config.mc_samples, round_seed)
-                new = candidates[np.argsort(-scoring.mutual_information(probs), kind="stable")[:k]]
-            else:
-                grads = model.gradient_embeddings(x[candidates])
-                new = candidates[scoring.kmeans_pp_seeding(grads, k, seed=round_seed)]
+            new = _warm_picks(config, learner, warm, candidates, k, round_seed)
         labeled = np.concatenate([labeled, new])
-        model = Classifier(config, x.shape[1], seed * 1000 + len(labeled))
-        model.fit(x[labeled], y[labeled])
+        learner = make_learner(config, data, seed * 1000 + len(labeled))
+        learner.fit(labeled)
         trace.labels.append(len(labeled))
-        trace.test_error.append(float(np.mean(model.predict(data["x_test"]) != data["y_test"])))
-        trace.val_error.append(float(np.mean(model.predict(x[validation]) != y[validation])))
+        trace.test_error.append(float(np.mean(learner.test_probs().argmax(1) != data["y_test"])))
+        trace.val_error.append(float(np.mean(learner.pool_probs(validation).argmax(1) != y[validation])))
         trace.seconds.append(time.perf_counter() - started)
         log(
             f"[{time.strftime('%H:%M:%S')}] {arm} seed {seed}: {len(labeled)} labels -> test error "
@@ -229,11 +314,17 @@ def write_summary(config: FeatureALConfig) -> dict:
         for arm in config.arms:
             path = _trace_path(config, arm, seed)
             traces.append(Trace(**json.loads(path.read_text())) if path.is_file() else Trace(arm, seed))
+    learner = (
+        f"MLP {config.hidden} hidden with dropout, {config.steps} full-batch AdamW steps (lr "
+        f"{config.learning_rate}, wd {config.weight_decay}) from scratch each round"
+        if config.learner == "mlp"
+        else f"label propagation over the {config.neighbours}-NN cosine graph of the pool (alpha 0.99, "
+        "affinity cos^3; test images vote through their pool neighbours) from scratch each round"
+    )
     recipe = (
-        f"SimCLR features ({config.features}), MLP {config.hidden} hidden with dropout, {config.steps} full-batch "
-        f"AdamW steps (lr {config.learning_rate}, wd {config.weight_decay}) from scratch each round; 0 initial "
+        f"SimCLR features ({config.features}), {learner}; 0 initial "
         f"labels, +{config.acquire_per_round} per round up to {config.max_labels}; BALD/BADGE score "
-        f"{config.warm_pool} random pool images, T={config.mc_samples}; 10,000 test images"
+        f"{config.warm_pool} random pool images, T={config.mc_samples}; margin the same pool; 10,000 test images"
     )
     title = f"Active learning on self-supervised features ({config.seeds} seeds)"
     checkpoints = tuple(n for n in (30, 60, 100, 150, 200, 300) if n <= config.max_labels)
@@ -254,6 +345,8 @@ def run_feature_al(config: FeatureALConfig, log: Callable[[str], None] = print) 
 
     torch.set_num_threads(config.threads)
     data = load_features(config)
+    if config.learner == "propagation":
+        data = with_graphs(config, data, log)
     for arm in config.arms:  # arm by arm: an interrupted job has every seed of the first arms
         for seed in range(config.seeds):
             path = _trace_path(config, arm, seed)
@@ -269,35 +362,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ml.simulate.features_al", description=__doc__)
     p.add_argument("--features", type=Path, required=True, help="folder with features.npz (ml.simulate.ssl)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--arms", default=",".join(DEFAULT_ARMS))
-    for name in (
-        "seeds",
-        "max_labels",
-        "acquire_per_round",
-        "warm_pool",
-        "coldstart_pool",
-        "steps",
-        "threads",
-    ):
+    p.add_argument("--arms", default="", help=f"default: {','.join(DEFAULT_ARMS)} (propagation: margin arms)")
+    for name in (*INT_OPTIONS, "neighbours"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(FeatureALConfig, name))
+    p.add_argument("--learner", choices=LEARNERS, default=FeatureALConfig.learner)
     args = p.parse_args(argv)
     try:
         config = FeatureALConfig(
             features=args.features,
             out=args.out,
-            arms=[a.strip() for a in args.arms.split(",") if a.strip()],
-            **{
-                k: getattr(args, k)
-                for k in (
-                    "seeds",
-                    "max_labels",
-                    "acquire_per_round",
-                    "warm_pool",
-                    "coldstart_pool",
-                    "steps",
-                    "threads",
-                )
-            },
+            arms=[a.strip() for a in args.arms.split(",") if a.strip()] or list(DEFAULT_ARMS),
+            learner=args.learner,
+            **{k: getattr(args, k) for k in (*INT_OPTIONS, "neighbours")},
         )
     except ValueError as exc:
         print(f"error: {exc}")

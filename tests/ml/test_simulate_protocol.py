@@ -180,3 +180,60 @@ def test_simclr_features_are_trained_once_and_cached(tmp_path):
     assert np.isfinite(features["x_train"]).all() and features["x_train"].std() > 0
     build_features(config, log=lines.append)
     assert "cached" in lines[-1]
+
+
+def test_label_propagation_spreads_few_labels_over_their_clusters_without_reading_other_labels(tmp_path):
+    """With one label per toy cluster, propagation over the pool's k-NN graph classifies the unseen test set
+    almost perfectly (the MLP on 10 points cannot), and the pool's other labels are never read: scrambling them
+    leaves every propagated distribution unchanged."""
+    from ml.simulate.features_al import load_features, with_graphs
+    from ml.simulate.propagation import classify, propagate
+
+    _toy_features(tmp_path / "feat", n_train=600, n_test=300)
+    from ml.simulate.features_al import FeatureALConfig
+
+    config = FeatureALConfig(
+        features=tmp_path / "feat", out=tmp_path / "al", learner="propagation", neighbours=10
+    )
+    data = with_graphs(config, load_features(config), log=lambda _: None)
+    labeled = np.array([np.flatnonzero(data["y"] == c)[0] for c in range(10)])
+    distribution = propagate(data["affinity"], labeled, data["y"][labeled], 10)
+    assert np.allclose(distribution.sum(axis=1), 1.0)
+    assert (distribution[labeled].argmax(1) == data["y"][labeled]).all()
+    error = np.mean(classify(data["test_graph"], distribution).argmax(1) != data["y_test"])
+    assert error < 0.05
+    scrambled = data["y"].copy()
+    others = np.setdiff1d(np.arange(len(scrambled)), labeled)
+    scrambled[others] = np.random.default_rng(0).permutation(scrambled[others])
+    again = propagate(data["affinity"], labeled, scrambled[labeled], 10)
+    assert np.array_equal(again, distribution)
+
+
+def test_propagation_arms_run_and_refuse_rules_that_need_the_mlp(tmp_path):
+    """The margin rule runs on the propagation learner end to end; BALD (MC dropout) is refused up front."""
+    import pytest
+
+    from ml.simulate.features_al import FeatureALConfig, run_feature_al
+
+    _toy_features(tmp_path / "feat", n_train=600, n_test=300)
+    with pytest.raises(ValueError, match="needs the mlp learner"):
+        FeatureALConfig(
+            features=tmp_path / "feat", out=tmp_path / "x", arms=["typiclust+bald:20"], learner="propagation"
+        )
+    config = FeatureALConfig(
+        features=tmp_path / "feat",
+        out=tmp_path / "al",
+        arms=["random", "typiclust+margin:20"],
+        seeds=1,
+        max_labels=30,
+        validation_size=20,
+        coldstart_pool=400,
+        warm_pool=200,
+        learner="propagation",
+        neighbours=10,
+    )
+    document = run_feature_al(config, log=lambda _: None)
+    runs = {r["strategy"]: r for r in document["runs"]}
+    assert all(r["labels"] == [10, 20, 30] and r["finished"] for r in runs.values())
+    assert runs["typiclust+margin:20"]["test_error"][-1] < 0.1
+    assert "label propagation" in (tmp_path / "al" / "table.md").read_text()
