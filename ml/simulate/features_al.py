@@ -309,6 +309,8 @@ def _trace_path(config: FeatureALConfig, arm: str, seed: int) -> Path:
 
 
 def write_summary(config: FeatureALConfig) -> dict:
+    from ml.simulate.ssl import describe_features
+
     traces = []
     for seed in range(config.seeds):
         for arm in config.arms:
@@ -322,7 +324,7 @@ def write_summary(config: FeatureALConfig) -> dict:
         "affinity cos^3; test images vote through their pool neighbours) from scratch each round"
     )
     recipe = (
-        f"SimCLR features ({config.features}), {learner}; 0 initial "
+        f"{describe_features(config.features)}, {learner}; 0 initial "
         f"labels, +{config.acquire_per_round} per round up to {config.max_labels}; BALD/BADGE score "
         f"{config.warm_pool} random pool images, T={config.mc_samples}; margin the same pool; 10,000 test images"
     )

@@ -35,6 +35,8 @@ class SSLConfig:
     train_size: int = 0  # 0 = all 60,000
     seed: int = 0
     threads: int = 1
+    method: str = "simclr"  # or "pca": the unsupervised baseline, no network (components from the train set)
+    pca_components: int = 50
 
 
 class SmallCNN(nn.Module):
@@ -169,36 +171,70 @@ def build_features(config: SSLConfig, log: Callable[[str], None] = print) -> Pat
         return path
     data = replay_data("mnist")
     n = config.train_size or len(data.y_train)
-    encoder, stats = train_simclr(config, data.x_train[:n], log)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if config.method == "pca":
+        x_train, x_test, stats = pca_features(config, data.x_train[:n], data.x_test)
+    else:
+        encoder, stats = train_simclr(config, data.x_train[:n], log)
+        x_train, x_test = encode(encoder, data.x_train[:n]), encode(encoder, data.x_test)
+        torch.save(encoder.state_dict(), path.parent / "encoder.pt")
     np.savez(
         path.with_name("features.tmp.npz"),
-        x_train=encode(encoder, data.x_train[:n]),
+        x_train=x_train,
         y_train=data.y_train[:n],
-        x_test=encode(encoder, data.x_test),
+        x_test=x_test,
         y_test=data.y_test,
     )
     path.with_name("features.tmp.npz").replace(path)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
     (path.parent / "ssl.json").write_text(json.dumps({"config": settings, **stats}, indent=1))
-    torch.save(encoder.state_dict(), path.parent / "encoder.pt")
     log(f"features written to {path} ({stats['steps']} steps, {stats['seconds']:.0f} s)")
     return path
+
+
+def pca_features(
+    config: SSLConfig, x_train: np.ndarray, x_test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Principal components of the unlabeled training images: the representation with no learning at all."""
+    started = time.process_time()
+    flat = x_train.reshape(len(x_train), -1).astype(np.float32)
+    mean = flat.mean(axis=0)
+    _, _, vt = np.linalg.svd(flat - mean, full_matrices=False)
+    basis = vt[: config.pca_components].T
+
+    def project(x: np.ndarray) -> np.ndarray:
+        return ((x.reshape(len(x), -1) - mean) @ basis).astype(np.float32)
+
+    return project(flat), project(x_test), {"steps": 0, "seconds": time.process_time() - started}
+
+
+def describe_features(folder: Path) -> str:
+    """How a cached feature set was made, for report recipes ("SimCLR, 9,000 steps" or "PCA, 50 components")."""
+    meta = Path(folder) / "ssl.json"
+    if not meta.is_file():
+        return f"features from {folder}"
+    info = json.loads(meta.read_text())
+    config = info.get("config", {})
+    if config.get("method") == "pca":
+        return f"PCA features ({config.get('pca_components')} components of the unlabeled train images)"
+    return f"SimCLR features ({info.get('steps', '?')} steps, {info.get('seconds', 0):.0f} CPU-s)"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ml.simulate.ssl", description=__doc__)
     p.add_argument("--out", type=Path, required=True)
-    for name, kind in (("epochs", float), ("time_budget_s", float), ("train_size", int), ("threads", int)):
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(SSLConfig, name))
-    args = p.parse_args(argv)
-    config = SSLConfig(
-        out=args.out,
-        epochs=args.epochs,
-        time_budget_s=args.time_budget_s,
-        train_size=args.train_size,
-        threads=args.threads,
+    options = (
+        ("epochs", float),
+        ("time_budget_s", float),
+        ("train_size", int),
+        ("threads", int),
+        ("pca_components", int),
     )
+    for name, kind in options:
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(SSLConfig, name))
+    p.add_argument("--method", choices=("simclr", "pca"), default=SSLConfig.method)
+    args = p.parse_args(argv)
+    config = SSLConfig(out=args.out, method=args.method, **{name: getattr(args, name) for name, _ in options})
     build_features(config, log=lambda line: print(line, flush=True))
     return 0
 

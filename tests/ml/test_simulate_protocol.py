@@ -237,3 +237,14 @@ def test_propagation_arms_run_and_refuse_rules_that_need_the_mlp(tmp_path):
     assert all(r["labels"] == [10, 20, 30] and r["finished"] for r in runs.values())
     assert runs["typiclust+margin:20"]["test_error"][-1] < 0.1
     assert "label propagation" in (tmp_path / "al" / "table.md").read_text()
+
+
+def test_pca_baseline_features_are_cached_and_described_for_the_report(tmp_path):
+    """`--method pca` writes the same cache layout as SimCLR (no network); report recipes name the method."""
+    from ml.simulate.ssl import SSLConfig, build_features, describe_features, load_features
+
+    build_features(SSLConfig(out=tmp_path / "pca", method="pca", pca_components=8, train_size=300), log=print)
+    features = load_features(tmp_path / "pca")
+    assert features["x_train"].shape == (300, 8) and features["x_test"].shape == (10_000, 8)
+    assert features["x_train"].std(axis=0)[0] >= features["x_train"].std(axis=0)[-1]  # ordered components
+    assert describe_features(tmp_path / "pca").startswith("PCA features (8 components")
