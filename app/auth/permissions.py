@@ -43,6 +43,7 @@ from app.deps import (
     SessionDep,
     authenticated_key,
     carries_api_key,
+    remember_located_project,
     user_of_session,
 )
 from app.ingest.models import Item
@@ -94,8 +95,12 @@ def all_projects_resource() -> Resource:
 
 
 def project_resource(project: ProjectName) -> Resource:
-    owner = select(Project.id).where(Project.name == project)
-    return Resource("project", lambda s: s.scalar(owner), "project", f"unknown project {project!r}")
+    def owner(session: Session) -> int | None:
+        found = session.scalar(select(Project).where(Project.name == project))
+        remember_located_project(session, found)
+        return None if found is None else found.id
+
+    return Resource("project", owner, "project", f"unknown project {project!r}")
 
 
 def item_resource(project: ProjectName, item_id: IdPath) -> Resource:

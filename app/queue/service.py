@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
-from app.core.db import is_postgres, utcnow
+from app.core.db import commit_soft_state, is_postgres, utcnow
 from app.core.errors import ApiError
 from app.ingest.models import Item, Prediction
 from app.labels.models import Annotation
@@ -178,7 +178,7 @@ def lease_next_item(
     guarded by a conditional UPDATE."""
     if is_postgres(db_session):
         lease = _lease_in_one_statement(db_session, project, user, lease_minutes, holding, config)
-        db_session.commit()
+        commit_soft_state(db_session)
         return lease
     expire_leases(db_session=db_session, project_id=project.id)
     expires_at = utcnow() + timedelta(minutes=lease_minutes)
@@ -187,7 +187,7 @@ def lease_next_item(
         lease = _reclaim_own_lease(db_session, project, user, exclude=set(holding), expires_at=expires_at)
     if lease is None:
         lease = _lease_pending(db_session, project, user, expires_at, config)
-    db_session.commit()
+    commit_soft_state(db_session)
     return lease
 
 
@@ -367,7 +367,7 @@ def renew_leases(
         )
     )
     held += [i for i in set(item_ids) - set(held) if _claim(db_session, i, user.id, expires_at, project.id)]
-    db_session.commit()
+    commit_soft_state(db_session)
     return sorted(held), expires_at
 
 
@@ -387,7 +387,7 @@ def release_items(*, db_session: Session, project: Project, user: User, item_ids
             .execution_options(synchronize_session=False)
         )
     )
-    db_session.commit()
+    commit_soft_state(db_session)
     return sorted(released)
 
 
@@ -434,7 +434,7 @@ def release_item(*, db_session: Session, project: Project, user: User, item_id: 
     row = _own_lease(db_session, project, user, item_id)
     row.status, row.lease_owner, row.lease_expires_at = "pending", None, None
     row.updated_at = utcnow()
-    db_session.commit()
+    commit_soft_state(db_session)
     return row
 
 
@@ -448,7 +448,7 @@ def skip_item(
     row.status = "skipped" if row.skip_count >= config.skips_to_park else "pending"
     row.lease_owner, row.lease_expires_at = None, None
     row.updated_at = utcnow()
-    db_session.commit()
+    commit_soft_state(db_session)
     return row
 
 

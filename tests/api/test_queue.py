@@ -230,3 +230,49 @@ def test_hardness_rows_are_indexed_for_the_next_hardest_pending(db):
     assert "ix_hardness_next" in index
     assert index["ix_hardness_next"][:2] == ["hardness.project_id", "hardness.status"]
     assert db.scalar(select(Hardness).limit(1)) is None
+
+
+def _statements_during(app, call) -> list[str]:
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(" ".join(statement.split()))
+
+    event.listen(app.state.engine, "before_cursor_execute", record)
+    try:
+        call()
+    finally:
+        event.remove(app.state.engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_leases_commit_without_waiting_for_the_wal_flush_and_labels_wait(app, client, db):
+    """Durability by kind of state: a lease (soft state that expires anyway) commits with synchronous_commit
+    off on PostgreSQL; the label it leads to commits durably. The route's project is read once per request
+    (the access rule's lookup is reused), and the lease is still exclusive."""
+    project, _ = seed_project(db, client, {"a": {"det": 0.5}, "b": {"det": 0.9}})
+    make_user(db, "ann", project=project)
+    ann = logged_in(app, "ann")
+    leases = []
+    during_lease = _statements_during(app, lambda: leases.append(ann.post(NEXT)))
+    assert leases[0].status_code == 200
+    item_id = leases[0].json()["item"]["id"]
+    submits = []
+    during_submit = _statements_during(
+        app,
+        lambda: submits.append(
+            ann.post(
+                f"/api/v1/projects/roadwork/items/{item_id}/annotations",
+                json={"label": 1, "duration_ms": 900},
+            )
+        ),
+    )
+    assert submits[0].status_code == 201
+    relaxed = "SET LOCAL synchronous_commit TO OFF"
+    postgres = app.state.engine.dialect.name == "postgresql"
+    assert (relaxed in during_lease) is postgres
+    assert relaxed not in during_submit
+    assert sum(s.startswith("SELECT projects.") for s in during_lease) == 1
+    assert hardness(db, item_id).status == "done" and hardness(db, item_id).lease_owner is None
