@@ -40,13 +40,16 @@ class Hardness(Base):
 
 # "Next hardest pending item of this project" is an index range scan in priority order: O(log n).
 Index("ix_hardness_next", Hardness.project_id, Hardness.status, Hardness.priority.desc())
-# The positive quota asks for the hardest pending likely positive: same, within the rare positives.
+# The positive quota asks for the hardest pending likely positive: same, within the rare positives. The index
+# holds only them (migration 0014), so writing any other row updates one secondary index less. (The WHERE is
+# spelled as each dialect renders the query's `likely_positive IS true`, so SQLite's planner matches it.)
 Index(
     "ix_hardness_next_positive",
     Hardness.project_id,
     Hardness.status,
-    Hardness.likely_positive,
     Hardness.priority.desc(),
+    postgresql_where=Hardness.likely_positive,
+    sqlite_where=Hardness.likely_positive.is_(True),
 )
 
 
