@@ -33,7 +33,7 @@ import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -177,8 +177,9 @@ DETECTOR_FORMAT = "hardcase-onnx-detector/"
 
 
 @dataclass
-class OnnxPredictor:
-    """A promoted classifier on onnxruntime: the training preprocessing, temperature and threshold applied."""
+class OnnxModel:
+    """An exported model folder (predictor.json naming the .onnx file, its inputs and decision) on
+    onnxruntime's CPU provider; the subclasses add what the model's kind computes."""
 
     session: Any
     config: dict[str, Any]
@@ -186,7 +187,7 @@ class OnnxPredictor:
     name: str = ""
 
     @classmethod
-    def load(cls, onnx_dir: str | os.PathLike, **info: Any) -> OnnxPredictor:
+    def load(cls, onnx_dir: str | os.PathLike, **info: Any) -> Self:
         import onnxruntime
 
         folder = Path(onnx_dir)
@@ -195,6 +196,11 @@ class OnnxPredictor:
             str(folder / config["model"]), providers=["CPUExecutionProvider"]
         )
         return cls(session, config, **info)
+
+
+@dataclass
+class OnnxPredictor(OnnxModel):
+    """A promoted classifier on onnxruntime: the training preprocessing, temperature and threshold applied."""
 
     @property
     def multiclass(self) -> bool:
@@ -262,26 +268,10 @@ class OnnxPredictor:
 
 
 @dataclass
-class OnnxDetector:
+class OnnxDetector(OnnxModel):
     """A promoted YOLO detector on onnxruntime (exported by ultralytics with NMS in the graph): boxes per image,
     and the image-level score the registry measured (highest box confidence, 0 without a box) with its
     threshold."""
-
-    session: Any
-    config: dict[str, Any]
-    version: int | None = None
-    name: str = ""
-
-    @classmethod
-    def load(cls, onnx_dir: str | os.PathLike, **info: Any) -> OnnxDetector:
-        import onnxruntime
-
-        folder = Path(onnx_dir)
-        config = json.loads((folder / PREDICTOR_FILE).read_text())
-        session = onnxruntime.InferenceSession(
-            str(folder / config["model"]), providers=["CPUExecutionProvider"]
-        )
-        return cls(session, config, **info)
 
     multiclass = False  # an image-level positive score with a threshold, like a binary classifier
 
