@@ -101,32 +101,26 @@ def _learning_rate(config: SSLConfig, step: int, total: int, elapsed: float) -> 
 def train_simclr(
     config: SSLConfig, x: np.ndarray, log: Callable[[str], None] = print
 ) -> tuple[SmallCNN, dict]:
-    from lightly.loss import NTXentLoss
-    from lightly.models.modules import SimCLRProjectionHead
+    from ml.training.pretrain.ssl import SimCLR  # the pretrain job's head and loss, around the small CNN
 
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     encoder = SmallCNN(config.width, config.feature_dim)
-    head = SimCLRProjectionHead(config.feature_dim, config.feature_dim, 64)
-    params = [*encoder.parameters(), *head.parameters()]
+    model = SimCLR(encoder, config.feature_dim, config.feature_dim, 64, config.temperature)
     steps_per_epoch = len(x) // config.batch_size
     total = max(1, int(config.epochs * steps_per_epoch))
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=1e-4)
-    criterion = NTXentLoss(temperature=config.temperature)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     xt = torch.from_numpy(x)
     started, losses, step = time.process_time(), [], 0  # CPU seconds: the budget is core time
-    encoder.train()
-    head.train()
+    model.train()
     while step < total:
         order = torch.randperm(len(xt), generator=generator)
         for i in range(steps_per_epoch):
             batch = xt[order[i * config.batch_size : (i + 1) * config.batch_size]]
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(config, step, total, time.process_time() - started)
-            z0 = head(encoder(augment(batch, generator)))
-            z1 = head(encoder(augment(batch, generator)))
-            loss = criterion(z0, z1)
+            loss = model.loss(augment(batch, generator), augment(batch, generator))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
