@@ -140,23 +140,21 @@ def _toy_features(folder, n_train=800, n_test=300, dim=16, seed=0):
     np.savez(folder / "features.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
 
 
+def _tiny_feature_config(tmp_path, arms: list[str], **overrides):
+    """Three rounds of 10 labels on the toy features in tmp_path/feat, results in tmp_path/al."""
+    from ml.simulate.features_al import FeatureALConfig
+
+    settings = dict(seeds=1, max_labels=30, validation_size=20, coldstart_pool=400, warm_pool=200)
+    return FeatureALConfig(features=tmp_path / "feat", out=tmp_path / "al", arms=arms, **settings | overrides)
+
+
 def test_active_learning_on_features_runs_every_arm_and_skips_finished_ones(tmp_path):
     """On separable toy features, TypiClust's cold start labels most classes in its first round, every arm
     writes its curve and the efficiency table, and a rerun reuses the finished runs."""
-    from ml.simulate.features_al import FeatureALConfig, run_feature_al
+    from ml.simulate.features_al import run_feature_al
 
     _toy_features(tmp_path / "feat")
-    config = FeatureALConfig(
-        features=tmp_path / "feat",
-        out=tmp_path / "al",
-        arms=["random", "typiclust+bald:20", "probcover+badge:20"],
-        seeds=1,
-        max_labels=30,
-        validation_size=20,
-        coldstart_pool=400,
-        warm_pool=200,
-        steps=60,
-    )
+    config = _tiny_feature_config(tmp_path, ["random", "typiclust+bald:20", "probcover+badge:20"], steps=60)
     document = run_feature_al(config, log=lambda _: None)
     runs = {r["strategy"]: r for r in document["runs"]}
     assert set(runs) == set(config.arms) and all(r["labels"] == [10, 20, 30] for r in runs.values())
@@ -220,17 +218,8 @@ def test_propagation_arms_run_and_refuse_rules_that_need_the_mlp(tmp_path):
         FeatureALConfig(
             features=tmp_path / "feat", out=tmp_path / "x", arms=["typiclust+bald:20"], learner="propagation"
         )
-    config = FeatureALConfig(
-        features=tmp_path / "feat",
-        out=tmp_path / "al",
-        arms=["random", "typiclust+margin:20"],
-        seeds=1,
-        max_labels=30,
-        validation_size=20,
-        coldstart_pool=400,
-        warm_pool=200,
-        learner="propagation",
-        neighbours=10,
+    config = _tiny_feature_config(
+        tmp_path, ["random", "typiclust+margin:20"], learner="propagation", neighbours=10
     )
     document = run_feature_al(config, log=lambda _: None)
     runs = {r["strategy"]: r for r in document["runs"]}
