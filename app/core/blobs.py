@@ -19,6 +19,10 @@ class BlobStore:
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
+    def path_text(self, sha256: str) -> str:
+        """`str(path_for(sha256))` without building a Path (an export asks for every image of a version)."""
+        return os.path.join(self.root, sha256[:2], sha256[2:4], sha256)
+
     def put(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
         path = self.path_for(sha)

@@ -464,7 +464,7 @@ def _stored_predictions(
         .order_by(Prediction.item_id, Prediction.model, Prediction.id)
         .execution_options(yield_per=CHUNK)
     )
-    for item_id, model, model_version, score, probs, label, boxes in db_session.execute(query):
+    for item_id, model, model_version, score, probs, label, boxes in _streamed(db_session, query):
         prediction = StoredPrediction(
             model=model,
             model_version=model_version or "",
@@ -484,7 +484,13 @@ def _version_rows(db_session: Session, version: DatasetVersion) -> Iterator:
         .order_by(DatasetItem.item_id)
         .execution_options(yield_per=CHUNK)
     )
-    return iter(db_session.execute(query))
+    return _streamed(db_session, query)
+
+
+def _streamed(db_session: Session, query) -> Iterator:
+    """Plain rows from a server-side cursor, through Core: the ORM's per-row loading of column entities cost
+    a sixth of an export's time and builds nothing these rows need."""
+    return iter(db_session.connection().execute(query))
 
 
 def item_metadata(item: Item) -> dict:
@@ -509,8 +515,8 @@ def dataset_records(
     pending = next(predictions, None)
     for row in _version_rows(db_session, version):
         sha = stored_sha(row.image_uri, row.sha256)
-        path = blobs.path_for(sha) if sha else None
-        if path is None or not path.exists():
+        path = blobs.path_text(sha) if sha else None
+        if path is None or not os.path.exists(path):
             raise ApiError(
                 409, "image", f"item {row.external_id!r}: image blob {sha} is missing from the store"
             )
@@ -522,7 +528,7 @@ def dataset_records(
         yield DatasetRecord(
             item_id=row.id,
             external_id=row.external_id,
-            image=str(path),
+            image=path,
             label=row.label,
             split=row.split,
             boxes=list(row.boxes or []),
