@@ -344,6 +344,8 @@ def rerank_project(*, db_session: Session, project: Project, chunk: int = RERANK
 
     PostgreSQL moves whole columns with binary COPY in both directions (one query reads a chunk's scores, one
     COPY and one UPDATE ... FROM write it back); other databases read predictions as tuples.
+    Each chunk commits (with whatever the session held before): a re-rank in one transaction kept every row it
+    had written locked until the end, and leases, which skip locked rows, found a project near its end empty.
     Reasons are cleared rather than rebuilt (a Python call per item would dominate at 1M items); the label
     page computes them for the one item it shows, and the next ingest of an item stores them again.
     """
@@ -414,16 +416,13 @@ def _score_matrix(cursor: Any, project_id: int, models: list[str], ids: np.ndarr
 
 
 def _rerank_postgres(db_session: Session, project: Project, chunk: int) -> tuple[int, int]:
-    raw = db_session.connection().connection.driver_connection
-    items = created = 0
-    with raw.cursor() as cursor:
-        cursor.execute(
-            "SET LOCAL work_mem = '64MB'"
-        )  # a chunk's join hashed in memory, not in batches on disk
-        models = _project_models(cursor, project.id)
-        _create_rerank_table(cursor)
-        after = 0
-        while True:
+    items = created = after = 0
+    models: list[str] | None = None
+    while True:
+        raw = db_session.connection().connection.driver_connection  # the chunk's own transaction
+        with raw.cursor() as cursor:
+            cursor.execute("SET LOCAL work_mem = '64MB'")  # a chunk's join hashed in memory, not on disk
+            models = _project_models(cursor, project.id) if models is None else models
             ids, boxes, is_new = fetch_columns(
                 cursor,
                 _ITEMS_SQL,
@@ -431,13 +430,14 @@ def _rerank_postgres(db_session: Session, project: Project, chunk: int) -> tuple
                 ["int8", "float8", "bool"],
             )
             if not len(ids):
-                break
+                return items, created
             matrix = _score_matrix(cursor, project.id, models, ids) if models else np.zeros((len(ids), 0))
             columns = measure_columns(project, rank(project, matrix, models, ids, boxes))
+            _create_rerank_table(cursor)
             created += _write_rerank_chunk(cursor, project.id, ids, columns, is_new.astype(bool))
-            items += len(ids)
-            after = int(ids[-1])
-    return items, created
+        items += len(ids)
+        after = int(ids[-1])
+        db_session.commit()  # releases the chunk's row locks: leases skip locked rows (SKIP LOCKED)
 
 
 def _create_rerank_table(cursor: Any) -> None:
@@ -505,6 +505,7 @@ def _rerank_generic(db_session: Session, project: Project, chunk: int) -> tuple[
         write(db_session, ids, columns)
         items += len(ids)
         after = int(ids[-1])
+        db_session.commit()  # as on PostgreSQL: the chunk is served in its new order from now on
     return items, created
 
 

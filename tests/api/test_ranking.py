@@ -178,3 +178,36 @@ def test_a_note_stored_on_the_row_is_shown_before_the_computed_reasons(client, d
     db.commit()
     assert shown[0] == "drift: det scores shifted"
     assert any("models disagree" in reason for reason in shown[1:])
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_leases_are_served_in_the_new_order_while_a_rerank_is_still_running(
+    client, db, sessions, monkeypatch
+):
+    """A re-rank commits chunk by chunk: while it ranks its second chunk, an annotator's lease (SKIP LOCKED)
+    gets the first chunk's hardest item. In one long transaction that row stayed locked until the end, so
+    the lease skipped it (and near the end of a big re-rank found nothing at all)."""
+    import app.queue.ranking as ranking
+    from app.queue.service import lease_next_item
+
+    project, _ = seed_project(db, client, {"a": {"det": 0.5, "vlm": 0.5}, "b": {"det": 0.99, "vlm": 0.98}})
+    ann = make_user(db, "ann", project=project)
+    first = min(rows(db))
+    leased: list = []
+    original = ranking.rank
+
+    def rank_then_lease_once(*args, **kwargs):
+        if len(leased) == 0 and not (args[3] == first).any():  # ranking the second chunk
+            with sessions() as other:
+                stored = other.get(Project, project.id)
+                user = other.get(type(ann), ann.id)
+                leased.append(lease_next_item(db_session=other, project=stored, user=user, lease_minutes=5))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ranking, "rank", rank_then_lease_once)
+    stored = db.get(Project, project.id)
+    stored.threshold = 0.3  # every priority changes, so every row is rewritten (and locked until committed)
+    summary = rerank_project(db_session=db, project=stored, chunk=1)
+    db.commit()
+    assert summary.items == 2
+    assert leased and leased[0] is not None and leased[0].item_id == first
