@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
 from app.auth.models import ApiKey, User
+from app.core.db import is_postgres
 from app.core.errors import ApiError
 from app.datasets.models import DatasetVersion
 from app.deps import (
@@ -234,7 +235,8 @@ def rule(
         _check_grant(caller, role, scope)
         if isinstance(caller, User):
             request.state.user = caller
-        session.commit()  # ends the read transaction: SQLite must not hold its lock while a body streams in
+        if not is_postgres(session):
+            session.commit()  # ends the read transaction: SQLite must not hold its lock while a body streams in
         return caller
 
     check.__name__ = name
