@@ -372,21 +372,29 @@ SELECT model FROM m WHERE model IS NOT NULL
 """
 # The project's items after a cursor, their stored box disagreement and whether they are ranked yet: one row
 # of arrays (array_agg), read in binary and parsed by numpy.
+# The aggregates carry no ORDER BY (each would sort the chunk again): the arrays come aligned, in scan order,
+# and numpy sorts them by id (`_by_first`).
 _ITEMS_SQL = (
-    "SELECT array_agg(id ORDER BY id), array_agg(box ORDER BY id), array_agg(is_new ORDER BY id) FROM ("
+    "SELECT array_agg(id), array_agg(box), array_agg(is_new) FROM ("
     "SELECT i.id::int8 AS id, COALESCE(h.box_disagreement, 0)::float8 AS box, h.item_id IS NULL AS is_new "
     "FROM items AS i LEFT JOIN hardness AS h ON h.item_id = i.id "
     "WHERE i.project_id = %(project)s AND i.id > %(after)s ORDER BY i.id LIMIT %(limit)s) AS chunk"
 )
 # Each prediction's P(positive): the score, else probs[1] of a two-class vector (as prediction_value), else NaN;
-# in insertion order (the latest prediction per item and model wins).
+# with the prediction id, by which numpy puts them in insertion order (the latest per item and model wins).
 _SCORES_SQL = (
-    "SELECT array_agg(item_id ORDER BY id), array_agg(model ORDER BY id), array_agg(score ORDER BY id) FROM ("
-    "SELECT id, item_id::int8 AS item_id, COALESCE(array_position(%(models)s::text[], model::text), 0)::int4 "
+    "SELECT array_agg(id), array_agg(item_id), array_agg(model), array_agg(score) FROM ("
+    "SELECT id::int8 AS id, item_id::int8 AS item_id, COALESCE(array_position(%(models)s::text[], model::text), 0)::int4 "
     "AS model, COALESCE(score, CASE WHEN jsonb_typeof(probs) = 'array' AND jsonb_array_length(probs) = 2 "
     "AND jsonb_typeof(probs -> 1) = 'number' THEN (probs ->> 1)::float8 END, 'NaN')::float8 AS score "
     "FROM predictions WHERE project_id = %(project)s AND item_id BETWEEN %(first)s AND %(last)s) AS chunk"
 )
+
+
+def _by_first(columns: list[np.ndarray]) -> list[np.ndarray]:
+    """The aligned arrays reordered by the first one (ids: unique, so the order is total)."""
+    order = np.argsort(columns[0], kind="stable")
+    return [column[order] for column in columns]
 
 
 def _project_models(cursor: Any, project_id: int) -> list[str]:
@@ -396,11 +404,13 @@ def _project_models(cursor: Any, project_id: int) -> list[str]:
 
 def _score_matrix(cursor: Any, project_id: int, models: list[str], ids: np.ndarray) -> np.ndarray:
     """(items, models) P(positive) of the latest prediction per item and model, NaN where none."""
-    item_ids, model_ids, scores = fetch_columns(
-        cursor,
-        _SCORES_SQL,
-        {"models": models, "project": project_id, "first": int(ids[0]), "last": int(ids[-1])},
-        ["int8", "int4", "float8"],
+    _, item_ids, model_ids, scores = _by_first(
+        fetch_columns(
+            cursor,
+            _SCORES_SQL,
+            {"models": models, "project": project_id, "first": int(ids[0]), "last": int(ids[-1])},
+            ["int8", "int8", "int4", "float8"],
+        )
     )
     matrix = np.full((len(ids), len(models)), np.nan)
     positions = np.searchsorted(ids, item_ids)
@@ -423,11 +433,13 @@ def _rerank_postgres(db_session: Session, project: Project, chunk: int) -> tuple
         with raw.cursor() as cursor:
             cursor.execute("SET LOCAL work_mem = '64MB'")  # a chunk's join hashed in memory, not on disk
             models = _project_models(cursor, project.id) if models is None else models
-            ids, boxes, is_new = fetch_columns(
-                cursor,
-                _ITEMS_SQL,
-                {"project": project.id, "after": after, "limit": chunk},
-                ["int8", "float8", "bool"],
+            ids, boxes, is_new = _by_first(
+                fetch_columns(
+                    cursor,
+                    _ITEMS_SQL,
+                    {"project": project.id, "after": after, "limit": chunk},
+                    ["int8", "float8", "bool"],
+                )
             )
             if not len(ids):
                 return items, created

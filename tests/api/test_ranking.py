@@ -130,6 +130,12 @@ def test_ingest_ranks_each_item_from_its_latest_prediction_per_model(client, db)
     assert row.n_models == 2
     assert row.priority == pytest.approx(expected.priority)
     assert row.mean_score == pytest.approx(0.55)
+    rerank_project(db_session=db, project=project)  # the full re-rank also takes the latest per model
+    db.commit()
+    db.expire_all()
+    again = db.get(Hardness, row.item_id)
+    assert again.mean_score == pytest.approx(0.55) and again.priority == pytest.approx(expected.priority)
+    db.commit()
 
 
 def test_detection_items_store_box_disagreement_and_show_it_as_a_reason(client, db):
