@@ -23,7 +23,7 @@ from app.projects import service as project_service
 from app.projects.models import Project
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -35,7 +35,7 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def get_blobs(request: Request) -> BlobStore:
+async def get_blobs(request: Request) -> BlobStore:
     return request.app.state.blobs
 
 

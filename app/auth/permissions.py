@@ -85,17 +85,17 @@ def _owner_in(model, project: str, *conditions) -> Callable[[Session], int | Non
     return lambda session: session.scalar(query)
 
 
-def global_resource() -> Resource:
+async def global_resource() -> Resource:
     """Routes that touch no project's data (accounts, the job kinds, the project list filtered per caller)."""
     return Resource("global")
 
 
-def all_projects_resource() -> Resource:
+async def all_projects_resource() -> Resource:
     """Routes that read across every project (metrics): a key scoped to one project may not call them."""
     return Resource("all_projects")
 
 
-def project_resource(project: ProjectName) -> Resource:
+async def project_resource(project: ProjectName) -> Resource:
     def owner(session: Session) -> int | None:
         found = session.scalar(select(Project).where(Project.name == project))
         remember_located_project(session, found)
@@ -104,41 +104,41 @@ def project_resource(project: ProjectName) -> Resource:
     return Resource("project", owner, "project", f"unknown project {project!r}")
 
 
-def item_resource(project: ProjectName, item_id: IdPath) -> Resource:
+async def item_resource(project: ProjectName, item_id: IdPath) -> Resource:
     missing = f"no item {item_id} in project {project!r}"
     return Resource("item", _owner_in(Item, project, Item.id == item_id), "item_id", missing)
 
 
-def external_item_resource(project: ProjectName, external_id: str) -> Resource:
+async def external_item_resource(project: ProjectName, external_id: str) -> Resource:
     missing = f"no item {external_id!r} in project {project!r}"
     owner = _owner_in(Item, project, Item.external_id == external_id)
     return Resource("item", owner, "external_id", missing)
 
 
-def annotation_resource(project: ProjectName, annotation_id: IdPath) -> Resource:
+async def annotation_resource(project: ProjectName, annotation_id: IdPath) -> Resource:
     missing = f"no annotation {annotation_id} in project {project!r}"
     owner = _owner_in(Annotation, project, Annotation.id == annotation_id)
     return Resource("annotation", owner, "annotation_id", missing)
 
 
-def dataset_version_resource(project: ProjectName, version: IdPath) -> Resource:
+async def dataset_version_resource(project: ProjectName, version: IdPath) -> Resource:
     missing = f"project {project!r} has no dataset version {version}"
     owner = _owner_in(DatasetVersion, project, DatasetVersion.version == version)
     return Resource("dataset_version", owner, "dataset_version", missing)
 
 
-def model_version_resource(project: ProjectName, version: IdPath) -> Resource:
+async def model_version_resource(project: ProjectName, version: IdPath) -> Resource:
     missing = f"project {project!r} has no model version {version}"
     owner = _owner_in(ModelVersion, project, ModelVersion.version == version)
     return Resource("model_version", owner, "version", missing)
 
 
-def loop_run_resource(project: ProjectName, run_id: IdPath) -> Resource:
+async def loop_run_resource(project: ProjectName, run_id: IdPath) -> Resource:
     missing = f"project {project!r} has no loop run {run_id}"
     return Resource("loop_run", _owner_in(LoopRun, project, LoopRun.id == run_id), "run_id", missing)
 
 
-def job_resource(job_id: IdPath) -> Resource:
+async def job_resource(job_id: IdPath) -> Resource:
     owner = select(Job.project_id).where(Job.id == job_id)
     return Resource("job", lambda s: s.scalar(owner), "job", f"no job {job_id}")
 
