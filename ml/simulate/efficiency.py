@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -139,21 +141,34 @@ def markdown_table(section: dict) -> str:
     return "\n".join(lines)
 
 
+def runs_by_strategy(runs: list) -> dict[str, list]:
+    """The runs (anything with a `strategy`) grouped by strategy, in first-seen order."""
+    grouped: dict[str, list] = {}
+    for run in runs:
+        grouped.setdefault(run.strategy, []).append(run)
+    return grouped
+
+
+def seed_band(runs: list, series: Callable[[Any], list]) -> tuple[int, dict]:
+    """Mean and std over seeds of `series(run)` on the rounds every seed has done: (rounds, {labels, mean,
+    std}); every learning-curve chart of /simulate is drawn from one of these."""
+    length = min(len(series(run)) for run in runs)
+    values = np.array([series(run)[:length] for run in runs])
+    band = {
+        "labels": runs[0].labels[:length],
+        "mean": values.mean(axis=0).tolist(),
+        "std": values.std(axis=0).tolist(),
+    }
+    return length, band
+
+
 def curve_summary(traces: list[Trace]) -> dict[str, dict]:
     """Mean ± std test error over seeds on the rounds every seed has done (the page's learning-curve chart)."""
     summary: dict[str, dict] = {}
-    for strategy in dict.fromkeys(t.strategy for t in traces):
-        runs = [t for t in traces if t.strategy == strategy and t.test_error]
-        if not runs:
-            continue
-        length = min(len(t.test_error) for t in runs)
-        values = np.array([t.test_error[:length] for t in runs])
-        summary[strategy] = {
-            "labels": runs[0].labels[:length],
-            "mean": values.mean(axis=0).tolist(),
-            "std": values.std(axis=0).tolist(),
-            "seconds_per_round": float(np.mean([np.mean(t.seconds) for t in runs if t.seconds] or [0.0])),
-        }
+    for strategy, runs in runs_by_strategy([t for t in traces if t.test_error]).items():
+        _, band = seed_band(runs, lambda t: t.test_error)
+        seconds = float(np.mean([np.mean(t.seconds) for t in runs if t.seconds] or [0.0]))
+        summary[strategy] = {**band, "seconds_per_round": seconds}
     return summary
 
 

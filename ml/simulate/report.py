@@ -9,20 +9,17 @@ from pathlib import Path
 import numpy as np
 
 from ml.simulate.config import GAL2017_LABELS_TO_ERROR, SimulationConfig
+from ml.simulate.efficiency import runs_by_strategy, seed_band
 from ml.simulate.loop import Curve
 
 
 def summarise(curves: list[Curve]) -> dict[str, dict]:
     """Per strategy: label counts, mean and std of the metric over seeds, mean seconds per round."""
     summary: dict[str, dict] = {}
-    for strategy in dict.fromkeys(c.strategy for c in curves):
-        runs = [c for c in curves if c.strategy == strategy]
-        length = min(len(c.metric) for c in runs)
-        values = np.array([c.metric[:length] for c in runs])
+    for strategy, runs in runs_by_strategy(curves).items():
+        length, band = seed_band(runs, lambda c: c.metric)
         summary[strategy] = {
-            "labels": runs[0].labels[:length],
-            "mean": values.mean(axis=0).tolist(),
-            "std": values.std(axis=0).tolist(),
+            **band,
             "seconds_per_round": float(np.mean([np.mean(c.round_seconds) for c in runs])),
             "positives_labeled": np.mean([c.positives[:length] for c in runs], axis=0).tolist(),
         }

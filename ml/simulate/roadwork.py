@@ -26,6 +26,7 @@ import numpy as np
 from ml import scoring
 from ml.evaluation import mcc
 from ml.sample_data import roadwork_pool, sample_data_dir, simulated_cascade
+from ml.simulate.efficiency import runs_by_strategy, seed_band
 
 ARMS = ("random", "uncertainty", "disagreement", "hybrid")
 CASCADE = ("yolo-cones", "vit-roadwork", "qwen2.5-vl")
@@ -381,14 +382,10 @@ def labels_to_random_final(curves: list[RoadworkCurve], n_boot: int = 1000, seed
 def summarise(curves: list[RoadworkCurve]) -> dict[str, dict]:
     """Mean and std of MCC per label count and arm (the /simulate page's learning-curve chart)."""
     out = {}
-    for strategy in dict.fromkeys(c.strategy for c in curves):
-        runs = [c for c in curves if c.strategy == strategy]
-        length = min(len(c.mcc) for c in runs)
-        values = np.array([c.mcc[:length] for c in runs])
+    for strategy, runs in runs_by_strategy(curves).items():
+        length, band = seed_band(runs, lambda c: c.mcc)
         out[strategy] = {
-            "labels": runs[0].labels[:length],
-            "mean": values.mean(axis=0).tolist(),
-            "std": values.std(axis=0).tolist(),
+            **band,
             "positives_labeled": np.mean([c.positives[:length] for c in runs], axis=0).tolist(),
         }
     return out
