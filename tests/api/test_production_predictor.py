@@ -19,11 +19,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from app.client import HardcaseClient, ModelError
-from app.core.blobs import sha_from_uri
-from app.ingest.models import Item
-from app.registry.models import HoldoutScore, ModelVersion
+from app.registry.models import ModelVersion
 from tests.utils.factories import make_key, make_project
-from tests.utils.labeled_data import client_as, seed_labeled_items
+from tests.utils.labeled_data import client_as, seed_labeled_items, stored_holdout
 from workers.training import execute_job
 
 pytestmark = pytest.mark.slow
@@ -115,23 +113,12 @@ def promoted_distill_model(app, db, sessions, settings) -> ModelVersion:
         return session.scalar(select(ModelVersion).where(ModelVersion.job_id == job_id))
 
 
-def holdout_images(sessions, app, model: ModelVersion) -> dict[str, float]:
-    """Image path -> the score the registry stored for that holdout item."""
-    with sessions() as session:
-        rows = session.execute(
-            select(Item.image_uri, HoldoutScore.score)
-            .join(HoldoutScore, HoldoutScore.item_id == Item.id)
-            .where(HoldoutScore.model_version_id == model.id)
-        ).all()
-    return {str(app.state.blobs.path_for(sha_from_uri(uri))): score for uri, score in rows}
-
-
 def test_the_promoted_model_reproduces_the_registry_holdout_scores_on_onnxruntime_in_a_clean_venv(
     app, db, sessions, settings, tmp_path, clean_client_python
 ):
     model = promoted_distill_model(app, db, sessions, settings)
     assert model.files["onnx"] == "onnx"
-    expected = holdout_images(sessions, app, model)
+    expected = dict(stored_holdout(sessions, app.state.blobs, model.id))
     assert len(expected) >= 4
     transport = AppTransport(app)
     key = make_key(db, scopes=["models"])

@@ -7,15 +7,17 @@ from http.cookies import SimpleCookie
 
 import numpy as np
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from app.auth.models import User
 from app.auth.sessions import SESSION_COOKIE, start_session
-from app.core.blobs import BlobStore, blob_uri
+from app.core.blobs import BlobStore, blob_uri, sha_from_uri
 from app.ingest.models import Item, Prediction
 from app.labels.models import Annotation, Review
 from app.projects.models import Project
+from app.registry.models import HoldoutScore
 from app.users.models import ProjectMember
 from ml.sample_data import roadwork_pool
 
@@ -122,3 +124,14 @@ def client_as(
     client.cookies.set(SESSION_COOKIE, cookie)
     client.headers["X-CSRF-Token"] = session.csrf
     return client, user
+
+
+def stored_holdout(sessions, blobs: BlobStore, model_version_id: int, column: str = "score") -> list[tuple]:
+    """(image path, stored value) per holdout item of a registry version: `score`, or `probs` (multiclass)."""
+    with sessions() as session:
+        rows = session.execute(
+            select(Item.image_uri, getattr(HoldoutScore, column))
+            .join(HoldoutScore, HoldoutScore.item_id == Item.id)
+            .where(HoldoutScore.model_version_id == model_version_id)
+        ).all()
+    return [(str(blobs.path_for(sha_from_uri(uri))), value) for uri, value in rows]

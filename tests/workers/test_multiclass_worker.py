@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy import select
 
 from app.client import HardcaseClient
-from app.core.blobs import blob_uri, sha_from_uri
+from app.core.blobs import blob_uri
 from app.ingest.models import Item, Prediction
 from app.labels.models import Annotation
-from app.registry.models import HoldoutScore
 from ml.sample_data import roadwork_pool
 from tests.api.test_production_predictor import AppTransport
 from tests.ml.conftest import MULTICLASS, multiclass_class_of
 from tests.utils.factories import make_key, make_project
-from tests.utils.labeled_data import client_as
+from tests.utils.labeled_data import client_as, stored_holdout
 from tests.utils.worker import celery_worker, wait_until
 from tests.workers.test_default_jobs_worker import SMALL_IMAGE_JOB, model_of
 from tests.workers.test_training_worker import finished, worker_settings  # noqa: F401 - fixture
@@ -98,13 +96,8 @@ def test_a_multiclass_project_trains_compares_and_serves_class_probabilities(
     page = admin.get(f"/projects/kinds/models?version={distill.version}").text
     assert "data-per-class" in page and "dashcam_roadwork" in page and ">argmax<" in page
 
-    with sessions() as session:
-        stored = session.execute(
-            select(Item.image_uri, HoldoutScore.probs)
-            .join(HoldoutScore, HoldoutScore.item_id == Item.id)
-            .where(HoldoutScore.model_version_id == distill.id)
-        ).all()
-    paths = [str(app.state.blobs.path_for(sha_from_uri(uri))) for uri, _ in stored]
+    stored = stored_holdout(sessions, app.state.blobs, distill.id, column="probs")
+    paths = [path for path, _ in stored]
     key = make_key(db, scopes=["models"])
     with HardcaseClient(
         "http://hardcase", api_key=key, project="kinds", transport=AppTransport(app)

@@ -16,7 +16,7 @@ from app.registry.models import ModelVersion
 from ml.sample_data import roadwork_pool
 from ml.training.vlm.tiny import build_tiny_qwen2_vl
 from tests.utils.factories import make_project
-from tests.utils.labeled_data import client_as, seed_labeled_items
+from tests.utils.labeled_data import client_as, seed_labeled_items, stored_holdout
 from tests.utils.worker import celery_worker, wait_until
 from tests.workers.test_training_worker import finished, worker_settings  # noqa: F401 - fixture
 
@@ -107,23 +107,16 @@ def assert_the_promoted_detector_runs_on_onnxruntime(app, db, sessions, model, t
     """The promoted YOLO version's ultralytics ONNX export comes back from production_model() as an
     OnnxDetector whose image scores are close to the registry's stored ones (same weights, PIL letterbox)."""
     from app.client import HardcaseClient, OnnxDetector
-    from app.ingest.models import Item
-    from app.registry.models import HoldoutScore
     from tests.api.test_production_predictor import AppTransport
     from tests.utils.factories import make_key
 
     admin, _ = client_as(app, db, "admin", "promoter")
     promote = {"force": True, "reason": "test holdout is small"}
     assert admin.post(f"/api/v1/projects/roadwork/models/{model.version}/promote", json=promote).is_success
-    with sessions() as session:
-        stored = session.execute(
-            select(Item.image_uri, HoldoutScore.score)
-            .join(HoldoutScore, HoldoutScore.item_id == Item.id)
-            .where(HoldoutScore.model_version_id == model.id)
-        ).all()
+    stored = stored_holdout(sessions, app.state.blobs, model.id)
     key = make_key(db, scopes=["models"])
     with HardcaseClient("http://h", api_key=key, project="roadwork", transport=AppTransport(app)) as client:
         detector = client.production_model(cache_dir=tmp_path / "cache")
     assert isinstance(detector, OnnxDetector) and detector.threshold == pytest.approx(model.threshold)
-    paths = [str(app.state.blobs.path_for(sha_from_uri(uri))) for uri, _ in stored]
+    paths = [path for path, _ in stored]
     assert np.allclose(detector.scores(paths), [score for _, score in stored], atol=0.05)
