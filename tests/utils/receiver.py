@@ -71,10 +71,17 @@ def webhook_receiver(fail_first: int = 0) -> Iterator[WebhookReceiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/hardcase"
+    with serving(server):
+        yield receiver
+
+
+@contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
+    """Serves in a daemon thread for the duration of the block, then shuts down and closes the socket."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield receiver
+        yield server
     finally:
         server.shutdown()
         server.server_close()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.utils.receiver import serving
 
 S3_KEY, S3_SECRET, S3_REGION = "testing", "testing", "us-east-1"
 
@@ -116,11 +117,5 @@ def http_image_server() -> Iterator[HttpServer]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ThreadingHTTPServer(("127.0.0.1", port), Handler)):
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
