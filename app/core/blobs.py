@@ -17,10 +17,11 @@ class BlobStore:
         self.root = root
 
     def path_for(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+        return Path(self.path_text(sha256))
 
     def path_text(self, sha256: str) -> str:
-        """`str(path_for(sha256))` without building a Path (an export asks for every image of a version)."""
+        """Where the blob lives, as a string: `ab/cd/<sha256>` under the root (an export asks for every image of
+        a version, and pathlib objects cost more than the lookups)."""
         return os.path.join(self.root, sha256[:2], sha256[2:4], sha256)
 
     def put(self, data: bytes) -> str:
