@@ -51,6 +51,7 @@ from app.ingest.models import Item
 from app.jobs.models import Job
 from app.labels.models import Annotation
 from app.loop.models import LoopRun
+from app.projects import service as project_service
 from app.projects.models import Project
 from app.registry.models import ModelVersion
 from app.users import service as user_service
@@ -97,7 +98,7 @@ async def all_projects_resource() -> Resource:
 
 async def project_resource(project: ProjectName) -> Resource:
     def owner(session: Session) -> int | None:
-        found = session.scalar(select(Project).where(Project.name == project))
+        found = project_service.get_by_name(db_session=session, name=project)
         remember_located_project(session, found)
         return None if found is None else found.id
 
