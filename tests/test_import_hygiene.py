@@ -1,6 +1,7 @@
 """The web server process never imports the heavy ML stack (torch, transformers, peft, trl, ultralytics,
 alibi-detect), and imports the scientific stack (scipy, scikit-learn, pandas, pyarrow, matplotlib) only in the
-functions that use it: building the app must leave them all unimported (a lean, fast-starting web process)."""
+functions that use it: building the app must leave them all unimported (a lean, fast-starting web process).
+The PostgreSQL driver is loaded only by an app that runs on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ["torch", "torchvision", "transformers", "peft", "trl", "ultralytics", "alibi_detect", "tensorflow"]
 SCIENTIFIC = ["scipy", "sklearn", "pandas", "pyarrow", "matplotlib"]
+POSTGRES_DRIVER = ["psycopg"]
 
 PROBE = f"""
 import sys, tempfile
@@ -20,9 +22,9 @@ from app.core.config import Settings
 from app.main import create_app
 import app.cli
 tmp = Path(tempfile.mkdtemp())
-create_app(Settings(data_dir=tmp))
+create_app(Settings(data_dir=tmp, database_url=""))  # the embedded default: SQLite
 app.cli.build_parser()
-loaded = [m for m in {HEAVY + SCIENTIFIC!r} if m in sys.modules]
+loaded = [m for m in {HEAVY + SCIENTIFIC + POSTGRES_DRIVER!r} if m in sys.modules]
 print(",".join(loaded))
 """
 
@@ -40,3 +42,8 @@ def test_building_the_web_app_imports_no_heavy_ml_library():
 
 def test_building_the_web_app_leaves_scipy_sklearn_pandas_pyarrow_and_matplotlib_unimported():
     assert _imported_by_the_web_app() & set(SCIENTIFIC) == set()
+
+
+def test_an_app_on_sqlite_never_loads_the_postgresql_driver():
+    """The embedded default (SQLite) runs without psycopg and libpq in memory (~9 MB of the idle process)."""
+    assert _imported_by_the_web_app() & set(POSTGRES_DRIVER) == set()

@@ -114,7 +114,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     for exc_class in DATABASE_UNAVAILABLE:
         app.add_exception_handler(exc_class, _database_unavailable)
-    for exc_class in _driver_unavailable_errors():
+    for exc_class in _driver_unavailable_errors(app.state.engine.dialect.name):
         app.add_exception_handler(exc_class, _database_unavailable)
 
     @app.exception_handler(Exception)
@@ -134,10 +134,14 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     )
 
 
-def _driver_unavailable_errors() -> list[type[Exception]]:
-    """The drivers' own connection errors, for code that talks to the driver without SQLAlchemy."""
+def _driver_unavailable_errors(dialect: str) -> list[type[Exception]]:
+    """The driver's own connection errors, for code that talks to the driver without SQLAlchemy. Only the
+    PostgreSQL driver is imported only where the app runs on PostgreSQL: a SQLite deployment never loads psycopg
+    (and its libpq, ~9 MB of the idle process)."""
     import sqlite3
 
+    if dialect != "postgresql":
+        return [sqlite3.OperationalError]
     import psycopg
 
     return [psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError]

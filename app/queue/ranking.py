@@ -17,14 +17,7 @@ from app.core.db import is_postgres, utcnow
 from app.ingest.models import Item, Prediction
 from app.projects.models import Project
 from app.projects.service import takes_boxes
-from app.queue.bulk_upsert import (
-    PackedArray,
-    PackedArrayDumper,
-    copy_in,
-    fetch_columns,
-    pg_array,
-    upsert_hardness,
-)
+from app.queue.bulk_upsert import upsert_hardness
 from app.queue.models import Hardness
 from ml.scoring import HardnessArrays, StrategyConfig, box_disagreement, rank_matrix
 
@@ -143,9 +136,9 @@ def _prediction_tuples(db_session: Session, project: Project, item_ids: list[int
             f"SELECT item_id, model, score, {probs}, {boxes}, id FROM predictions "
             "WHERE item_id = ANY(%s) ORDER BY id"
         )
-        raw = db_session.connection().connection.driver_connection
-        with raw.cursor() as cursor:
-            cursor.adapters.register_dumper(PackedArray, PackedArrayDumper)
+        from app.core.pg_binary import binary_cursor, pg_array
+
+        with binary_cursor(db_session.connection().connection.driver_connection) as cursor:
             return cursor.execute(sql, [pg_array(item_ids, "int8")]).fetchall()
     columns = _prediction_columns(project)
     rows = []
@@ -404,6 +397,8 @@ def _project_models(cursor: Any, project_id: int) -> list[str]:
 
 def _score_matrix(cursor: Any, project_id: int, models: list[str], ids: np.ndarray) -> np.ndarray:
     """(items, models) P(positive) of the latest prediction per item and model, NaN where none."""
+    from app.core.pg_binary import fetch_columns
+
     _, item_ids, model_ids, scores = _by_first(
         fetch_columns(
             cursor,
@@ -426,6 +421,8 @@ def _score_matrix(cursor: Any, project_id: int, models: list[str], ids: np.ndarr
 
 
 def _rerank_postgres(db_session: Session, project: Project, chunk: int) -> tuple[int, int]:
+    from app.core.pg_binary import fetch_columns
+
     items = created = after = 0
     models: list[str] | None = None
     while True:
@@ -464,6 +461,8 @@ def _write_rerank_chunk(
     """One binary COPY into the temporary table, one UPDATE ... FROM for ranked items (rows whose values did
     not change are left alone: no dead tuple, no index entry), one INSERT for items ranked the first time.
     The id range lets the join read only the chunk's rows of hardness (a hash join scanned all of it)."""
+    from app.core.pg_binary import copy_in
+
     cursor.execute(f"TRUNCATE {RERANK_TABLE}")
     values = {"item_id": ("int8", ids), **{c: ("float8", columns[c]) for c in MEASURE_COLUMNS}}
     values |= {
