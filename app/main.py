@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -64,10 +68,23 @@ ROUTERS = [
 ]
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    if app.state.settings.gc_freeze:
+        # The ~170k objects of a started app never die; without this every full collection walks them all,
+        # and request work that allocates many containers (a 1,000-item batch) triggers such collections.
+        gc.collect()
+        gc.freeze()
+    yield
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
-        title="Hardcase", version="0.1.0", description="Active learning for vision models in production."
+        title="Hardcase",
+        version="0.1.0",
+        description="Active learning for vision models in production.",
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.resolved_database_url)

@@ -132,6 +132,7 @@ def settings(database_url: str, tmp_path: Path, redis_url: str) -> Settings:
         max_image_bytes=2_000_000,
         max_image_pixels=4_000_000,
         visibility_timeout_s=30,
+        gc_freeze=False,  # a test process builds hundreds of apps: frozen objects would never be freed
     )
 
 

@@ -27,7 +27,7 @@ from app.ingest.schemas import (
 Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 
 
-class PredictionFast(msgspec.Struct, forbid_unknown_fields=True):
+class PredictionFast(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """Mirrors `PredictionIn` field by field."""
 
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -46,13 +46,13 @@ class PredictionFast(msgspec.Struct, forbid_unknown_fields=True):
         return prediction_extra(self)
 
 
-class ImageRefFast(msgspec.Struct, forbid_unknown_fields=True):
+class ImageRefFast(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     base64: str | None = None
     url: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
     file: str | None = None
 
 
-class ItemFast(msgspec.Struct, forbid_unknown_fields=True):
+class ItemFast(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """Mirrors `ItemIn`; `metadata` arrives as a dict and leaves as `MetadataFast`."""
 
     external_id: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
@@ -61,7 +61,7 @@ class ItemFast(msgspec.Struct, forbid_unknown_fields=True):
     predictions: Annotated[list[PredictionFast], msgspec.Meta(max_length=50)] = []
 
 
-class _BatchFast(msgspec.Struct):
+class _BatchFast(msgspec.Struct, gc=False):
     items: list[ItemFast]
 
 
