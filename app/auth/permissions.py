@@ -77,13 +77,21 @@ class Resource:
 
 
 def _owner_in(model, project: str, *conditions) -> Callable[[Session], int | None]:
-    """The project id of the `model` row matching `conditions` inside the named project."""
+    """The project id of the `model` row matching `conditions` inside the named project. The project row
+    comes with it and is remembered for the route's `ProjectDep` (one query less a request)."""
     query = (
-        select(model.project_id)
-        .join(Project, Project.id == model.project_id)
+        select(Project)
+        .join(model, model.project_id == Project.id)
         .where(Project.name == project, *conditions)
+        .limit(1)
     )
-    return lambda session: session.scalar(query)
+
+    def owner(session: Session) -> int | None:
+        found = session.scalar(query)
+        remember_located_project(session, found)
+        return None if found is None else found.id
+
+    return owner
 
 
 async def global_resource() -> Resource:

@@ -155,19 +155,22 @@ def _has_open_flag(db_session: Session, item_id: int) -> bool:
     )
 
 
-def refresh_item_status(db_session: Session, project: Project, hardness: Hardness) -> str:
-    """Queue status from the labels: done when decided, review on a tie or an open flag, else back in the pool."""
+def refresh_item_status(
+    db_session: Session, project: Project, hardness: Hardness, *, release_lease: bool = False
+) -> str:
+    """Queue status from the labels: done when decided, review on a tie or an open flag, else back in the pool.
+    `release_lease` clears the item's lease first (a label was just given). Everything is read before the row
+    changes, so the row is written once, at commit, not once per query's autoflush."""
     annotations = current_annotations(db_session, project.id, [hardness.item_id]).get(hardness.item_id, [])
     review = latest_reviews(db_session, project.id, [hardness.item_id]).get(hardness.item_id)
-    hardness.annotation_count = len(annotations)
     consensus = decide(hardness.item_id, project.overlap, annotations, review)
+    open_flag = consensus.source != "review" and _has_open_flag(db_session, hardness.item_id)
+    if release_lease:
+        _clear_lease(hardness)
+    hardness.annotation_count = len(annotations)
     if consensus.source == "review":
         hardness.status = "done"
-    elif (
-        _has_open_flag(db_session, hardness.item_id)
-        and hardness.status != "leased"
-        or consensus.source == "tie"
-    ):
+    elif open_flag and hardness.status != "leased" or consensus.source == "tie":
         hardness.status = "review"
     elif consensus.decided:
         hardness.status = "done"
@@ -203,10 +206,8 @@ def submit_annotation(
     hardness = hardness_of(db_session=db_session, project=project, item_id=item_id, lock=True)
     if supersedes_id is not None:
         _supersede(db_session, project, user, item_id, supersedes_id)
-    else:
-        if not holds_live_lease(hardness, user):
-            raise ApiError(409, "lease", f"you hold no live lease on item {item_id}; take the next item")
-        _clear_lease(hardness)
+    elif not holds_live_lease(hardness, user):
+        raise ApiError(409, "lease", f"you hold no live lease on item {item_id}; take the next item")
     annotation = Annotation(
         item_id=item_id,
         project_id=project.id,
@@ -218,7 +219,7 @@ def submit_annotation(
     )
     db_session.add(annotation)
     db_session.flush()
-    status = refresh_item_status(db_session, project, hardness)
+    status = refresh_item_status(db_session, project, hardness, release_lease=supersedes_id is None)
     db_session.commit()
     return annotation, status
 

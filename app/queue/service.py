@@ -178,7 +178,7 @@ def lease_next_item(
     guarded by a conditional UPDATE."""
     if is_postgres(db_session):
         lease = _lease_in_one_statement(db_session, project, user, lease_minutes, holding, config)
-        commit_soft_state(db_session)
+        db_session.commit()  # soft state: LEASE_SQL turned synchronous commit off
         return lease
     expire_leases(db_session=db_session, project_id=project.id)
     expires_at = utcnow() + timedelta(minutes=lease_minutes)
@@ -212,6 +212,8 @@ _NO_POSITIVE = "AND NOT EXISTS (SELECT 1 FROM pos_pending) AND NOT EXISTS (SELEC
 # not a near-duplicate of the user's last item (those only when nothing else is left), with the positive
 # quota; send every other lapsed lease back to the pool; advance the user's serving cursor.
 # CTEs that are not referenced, or whose one-time filter is false, never run: a reclaim locks nothing else.
+# The statement also turns synchronous commit off for its own transaction (what `commit_soft_state` does, without
+# a round trip of its own), and always returns one row: the leased item's id, or NULL.
 LEASE_SQL = f"""
 WITH cur AS (
     SELECT c.served_total, c.served_positive, i.phash, i.camera_id, i.captured_at
@@ -265,8 +267,10 @@ WITH cur AS (
     SELECT %(user)s, %(project)s, item_id, 1, likely_positive::int FROM claimed WHERE NOT reclaimed
     ON CONFLICT (user_id, project_id) DO UPDATE SET last_item_id = EXCLUDED.last_item_id,
         served_total = c.served_total + 1, served_positive = c.served_positive + EXCLUDED.served_positive
+), soft AS (
+    SELECT set_config('synchronous_commit', 'off', true)
 )
-SELECT item_id FROM claimed
+SELECT claimed.item_id FROM soft LEFT JOIN claimed ON true
 """
 
 
@@ -296,8 +300,8 @@ def _lease_in_one_statement(
     }
     raw = db_session.connection().connection.driver_connection
     with raw.cursor() as cursor:
-        row = cursor.execute(LEASE_SQL, params).fetchone()
-    return None if row is None else Lease(item_id=row[0], expires_at=expires_at)
+        item_id = cursor.execute(LEASE_SQL, params).fetchone()[0]
+    return None if item_id is None else Lease(item_id=item_id, expires_at=expires_at)
 
 
 def _lease_pending(
