@@ -214,7 +214,9 @@ def reset_queue(url: str) -> None:
         conn.execute("TRUNCATE hardness, annotations, queue_cursors, queue_skips CASCADE")
 
 
-def annotate(base_url: str, username: str, labels: int, start: threading.Barrier, seed: int) -> ClientStats:
+def annotate(
+    base_url: str, username: str, labels: int, start: threading.Barrier, seed: int, think_s: float = 0.0
+) -> ClientStats:
     stats = ClientStats()
     rng = np.random.default_rng(seed)
     with httpx.Client(base_url=base_url, timeout=30) as client:
@@ -239,6 +241,8 @@ def annotate(base_url: str, username: str, labels: int, start: threading.Barrier
             stats.next_ms.append((t1 - t0) * 1000)
             stats.submit_ms.append((t2 - t1) * 1000)
             stats.pair_ms.append((t2 - t0) * 1000)
+            if think_s:  # looking at the image; drawn, so the annotators drift out of step
+                time.sleep(rng.uniform(0.5, 1.5) * think_s)
     return stats
 
 
@@ -247,11 +251,13 @@ def percentiles(values: list[float]) -> str:
     return f"p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  p99 {p99:6.1f} ms  (n={len(values)})"
 
 
-def run_clients(base_urls: list[str], annotators: int, labels: int) -> tuple[list[ClientStats], float]:
+def run_clients(
+    base_urls: list[str], annotators: int, labels: int, think_s: float = 0.0
+) -> tuple[list[ClientStats], float]:
     barrier = threading.Barrier(annotators + 1)
     with ThreadPoolExecutor(annotators) as pool:
         futures = [
-            pool.submit(annotate, base_urls[i % len(base_urls)], f"annotator{i}", labels, barrier, i)
+            pool.submit(annotate, base_urls[i % len(base_urls)], f"annotator{i}", labels, barrier, i, think_s)
             for i in range(annotators)
         ]
         barrier.wait()
@@ -329,9 +335,11 @@ def measure_leases(url: str, project_id: int, root: Path, tmp: Path, args, measu
         alone, wall_s = run_clients(urls, 1, args.alone_labels)
         measured.alone = lease_figures(alone, wall_s)
         print(f"  1 annotator         queue/next {percentiles(alone[0].next_ms)}", flush=True)
-        crowd, wall_s = run_clients(urls, args.annotators, args.labels_per_annotator)
+        think_s = args.think_ms / 1000
+        crowd, wall_s = run_clients(urls, args.annotators, args.labels_per_annotator, think_s)
         measured.crowd = lease_figures(crowd, wall_s)
-        print(f"  {args.annotators} annotators, {args.servers} server(s):", flush=True)
+        pacing = f", {args.think_ms:.0f} ms per image between labels" if think_s else " labeling back to back"
+        print(f"  {args.annotators} annotators, {args.servers} server(s){pacing}:", flush=True)
         measured.doubles = report(crowd, wall_s)
 
 
@@ -409,6 +417,12 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         help="http: leases through the service function only",
+    )
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="the crowd's mean time looking at an image between submit and next (0: back to back, saturation)",
     )
     parser.add_argument("--database", help="an existing database to load once and reuse (not dropped)")
     parser.add_argument(
