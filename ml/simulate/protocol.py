@@ -8,7 +8,8 @@ batch 32, at least 40 steps) on the same data, seeds, pool subsets and test set.
 
 Every (strategy, seed) run keeps its state on disk after each round (`runs/<strategy>-s<seed>/state.json`, and
 for `continue` the model and optimiser): rerunning the same command continues where it stopped and gives the
-same numbers as an uninterrupted run. Rounds go breadth-first (the run with the fewest labels next), so an
+same numbers as an uninterrupted run. A `continue` run whose model file is gone (the repository keeps the
+states, not the models) starts over. Rounds go breadth-first (the run with the fewest labels next), so an
 interrupted job has every arm and seed at the same depth."""
 
 from __future__ import annotations
@@ -181,7 +182,12 @@ def run_round(config: ProtocolConfig, data: _Data, strategy: str, seed: int) -> 
 
     folder = _run_dir(config, strategy, seed)
     initial, validation = _split(data.y, config, seed)
-    state = load_state(config, strategy, seed) or {
+    state = load_state(config, strategy, seed)
+    if state and state.get("checkpoint") and not (folder / state["checkpoint"]).is_file():
+        # `continue` needs last round's model, which is not kept in the repository (a fresh clone holds the
+        # round states only): the run starts over rather than continue from a different model.
+        state = None
+    state = state or {
         "labeled": initial.tolist(),
         "trace": asdict(Trace(strategy, seed)),
         "checkpoint": None,

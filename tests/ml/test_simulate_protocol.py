@@ -56,6 +56,21 @@ def test_an_interrupted_protocol_run_resumes_to_the_same_result(tmp_path, varian
     assert document["strategies"]["bald"]["labels"] == [20, 30, 40]
 
 
+def test_a_continued_training_run_without_its_model_file_starts_over_to_the_same_result(tmp_path):
+    """The repository keeps round states but not models: such a `continue` run is redone from its first round
+    and ends where an uninterrupted run does, instead of failing on the missing file."""
+    straight = _tiny(tmp_path / "straight", "continue")
+    run_protocol(straight, log=lambda _: None)
+    cloned = _tiny(tmp_path / "cloned", "continue")
+    run_protocol(cloned, log=lambda _: None, max_rounds=4)
+    assert list((tmp_path / "cloned").rglob("*.pt"))
+    for model_file in (tmp_path / "cloned").rglob("*.pt"):
+        model_file.unlink()
+    run_protocol(_tiny(tmp_path / "cloned", "continue"), log=lambda _: None)
+    for a, b in zip(load_traces(straight), load_traces(cloned), strict=True):
+        assert b.finished and b.labels == a.labels == [20, 30, 40] and b.test_error == a.test_error
+
+
 def test_labels_to_target_are_per_seed_with_mean_std_and_say_what_did_not_reach():
     """Mean ± std over the seeds that reached a target; a finished seed that never did is '> budget', a running
     one 'not yet'; the paper's row sits beside ours."""
