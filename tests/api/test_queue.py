@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from app.core.db import utcnow
 from app.queue.models import Hardness
@@ -232,38 +234,34 @@ def test_hardness_rows_are_indexed_for_the_next_hardest_pending(db):
     assert db.scalar(select(Hardness).limit(1)) is None
 
 
-def _statements_during(app, call) -> list[str]:
-    from sqlalchemy import event
-
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(" ".join(statement.split()))
-
-    event.listen(app.state.engine, "before_cursor_execute", record)
+@contextmanager
+def _engine_listener(app, name: str, listener) -> Iterator[None]:
+    event.listen(app.state.engine, name, listener)
     try:
-        call()
+        yield
     finally:
-        event.remove(app.state.engine, "before_cursor_execute", record)
-    return seen
+        event.remove(app.state.engine, name, listener)
 
 
-def _synchronous_commit_at_commits(app, call) -> list[str]:
-    """PostgreSQL's synchronous_commit as each transaction committed during `call` (nothing on SQLite)."""
-    from sqlalchemy import event
+@contextmanager
+def _statements(app) -> Iterator[list[str]]:
+    """The SQL statements SQLAlchemy sends inside the block."""
+    seen: list[str] = []
+    with _engine_listener(app, "before_cursor_execute", lambda c, cur, statement, *_: seen.append(statement)):
+        yield seen
 
+
+@contextmanager
+def _synchronous_commit_at_commits(app) -> Iterator[list[str]]:
+    """PostgreSQL's synchronous_commit as each transaction commits inside the block (nothing on SQLite)."""
     seen: list[str] = []
 
     def record(conn):
         if conn.dialect.name == "postgresql":
             seen.append(conn.connection.driver_connection.execute("SHOW synchronous_commit").fetchone()[0])
 
-    event.listen(app.state.engine, "commit", record)
-    try:
-        call()
-    finally:
-        event.remove(app.state.engine, "commit", record)
-    return seen
+    with _engine_listener(app, "commit", record):
+        yield seen
 
 
 def test_leases_commit_without_waiting_for_the_wal_flush_and_labels_wait(app, client, db):
@@ -273,26 +271,16 @@ def test_leases_commit_without_waiting_for_the_wal_flush_and_labels_wait(app, cl
     project, _ = seed_project(db, client, {"a": {"det": 0.5}, "b": {"det": 0.9}})
     make_user(db, "ann", project=project)
     ann = logged_in(app, "ann")
-    leases: list = []
-    lease_commits = _synchronous_commit_at_commits(
-        app, lambda: leases.append(_statements_during(app, lambda: leases.append(ann.post(NEXT))))
-    )
-    during_lease = leases.pop()
-    assert leases[0].status_code == 200
-    item_id = leases[0].json()["item"]["id"]
-    submits = []
-    submit_commits = _synchronous_commit_at_commits(
-        app,
-        lambda: submits.append(
-            ann.post(
-                f"/api/v1/projects/roadwork/items/{item_id}/annotations",
-                json={"label": 1, "duration_ms": 900},
-            )
-        ),
-    )
-    assert submits[0].status_code == 201
+    with _synchronous_commit_at_commits(app) as lease_commits, _statements(app) as during_lease:
+        lease = ann.post(NEXT)
+    assert lease.status_code == 200
+    item_id = lease.json()["item"]["id"]
+    label = {"label": 1, "duration_ms": 900}
+    with _synchronous_commit_at_commits(app) as submit_commits:
+        submitted = ann.post(f"/api/v1/projects/roadwork/items/{item_id}/annotations", json=label)
+    assert submitted.status_code == 201
     postgres = app.state.engine.dialect.name == "postgresql"
     assert lease_commits == (["off"] if postgres else [])
     assert submit_commits == (["on"] if postgres else [])
-    assert sum(s.startswith("SELECT projects.") for s in during_lease) == 1
+    assert sum(s.lstrip().startswith("SELECT projects.") for s in during_lease) == 1
     assert hardness(db, item_id).status == "done" and hardness(db, item_id).lease_owner is None
