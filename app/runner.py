@@ -6,6 +6,7 @@ import argparse
 import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,12 +18,14 @@ from app.core.processes import UP_OWNER_ENV, die_with_parent, is_up_worker, stop
 
 
 def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
-    """uvicorn in this process; with `workers` > 1 uvicorn forks that many processes on one socket, each
-    building its app from the environment's settings (so `settings` must be what the environment says)."""
+    """uvicorn in this process; with `workers` > 1 that many processes on one socket, each building its app
+    from the environment's settings (so `settings` must be what the environment says)."""
     import uvicorn
 
     if workers > 1:
-        uvicorn.run(
+        from uvicorn.supervisors import Multiprocess
+
+        config = uvicorn.Config(
             "app.main:create_app",
             factory=True,
             host=host,
@@ -31,10 +34,22 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
             log_level="info",
             timeout_graceful_shutdown=5,
         )
+        Multiprocess(config, sockets=[tcp_listener(config.bind_socket())]).run()
         return
     from app.main import create_app
 
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+
+
+def tcp_listener(sock: socket.socket) -> socket.socket:
+    """The listening socket with its protocol set to TCP. uvicorn binds it with protocol 0 for `--workers`
+    (uvicorn issue #3149); accepted connections inherit that, asyncio then leaves Nagle's algorithm on, and
+    every keep-alive request after the first waits ~40 ms for the client's delayed ACK."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.proto == socket.IPPROTO_TCP:
+        return sock
+    tcp = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+    tcp.set_inheritable(True)
+    return tcp
 
 
 def worker_command(

@@ -95,23 +95,15 @@ def api_server(
         "HARDCASE_BROKER_URL": os.environ.get("HARDCASE_BENCH_REDIS", "redis://127.0.0.1:6379/15"),
         **env,
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "app.main:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    proc = subprocess.Popen(cmd, env=environment, cwd=root)
+    cmd = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", "127.0.0.1",
+           "--port", str(port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    log = None
+    if workers > 1:  # as the product runs them (`hardcase serve --workers N`); its request log goes to a file
+        cmd = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(workers)]  # fmt: skip
+        data_dir.mkdir(parents=True, exist_ok=True)
+        log = (data_dir / "server.log").open("ab")
+    proc = subprocess.Popen(cmd, env=environment, cwd=root, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -122,11 +114,13 @@ def api_server(
             except httpx.TransportError:
                 time.sleep(0.2)
         else:
-            raise RuntimeError("API server did not start")
+            raise RuntimeError("API server did not start" + (f" (log: {log.name})" if log else ""))
         yield base
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+        if log is not None:
+            log.close()
 
 
 FILL_SQL = """
