@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import uvicorn
 
@@ -29,7 +30,8 @@ def _nodelay_of_an_accepted_connection(listener: socket.socket) -> int:
             writer.close()
             return nodelay
 
-    return asyncio.run(accept_one())
+    with ThreadPoolExecutor(1) as thread:  # its own event loop, whatever runs in this one
+        return thread.submit(lambda: asyncio.run(accept_one())).result()
 
 
 def test_the_workers_listener_is_tcp_so_accepted_connections_get_tcp_nodelay():
