@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, bindparam, case, func, null, select, update
+from sqlalchemy import Engine, Table, bindparam, case, func, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.db import is_postgres, utcnow
 from app.ingest.models import Item, Prediction
@@ -298,6 +300,8 @@ def rescore_after_ingest(
 
 # Items per step of a full re-rank: memory stays bounded (about 100 MB a step) whatever the project's size.
 RERANK_CHUNK = 250_000
+# Chunks re-ranked at once on PostgreSQL (each in its own session and server process): about one per core.
+RERANK_WORKERS = max(1, min(4, os.cpu_count() or 1))
 RERANK_TABLE = "hardcase_rerank"
 # One binary COPY tuple per item: the measures written back, plus whether the item has no hardness row yet.
 RERANK_COLUMNS = {
@@ -331,7 +335,9 @@ def _last_per_item(positions: np.ndarray) -> np.ndarray:
     return len(positions) - 1 - first_in_reversed
 
 
-def rerank_project(*, db_session: Session, project: Project, chunk: int = RERANK_CHUNK) -> RerankSummary:
+def rerank_project(
+    *, db_session: Session, project: Project, chunk: int = RERANK_CHUNK, workers: int = RERANK_WORKERS
+) -> RerankSummary:
     """Re-scores every item of the project, `chunk` items at a time (read, rank_matrix, write back); items
     without a hardness row get one. Stored box disagreement is kept (it does not depend on the ranking).
 
@@ -344,7 +350,7 @@ def rerank_project(*, db_session: Session, project: Project, chunk: int = RERANK
     """
     started = time.perf_counter()
     if is_postgres(db_session) and project.kind != "multiclass":
-        items, created = _rerank_postgres(db_session, project, chunk)
+        items, created = _rerank_postgres(db_session, project, chunk, workers)
     else:
         items, created = _rerank_generic(db_session, project, chunk)
     seconds = time.perf_counter() - started
@@ -420,33 +426,71 @@ def _score_matrix(cursor: Any, project_id: int, models: list[str], ids: np.ndarr
     return matrix
 
 
-def _rerank_postgres(db_session: Session, project: Project, chunk: int) -> tuple[int, int]:
+def _rerank_postgres(db_session: Session, project: Project, chunk: int, workers: int) -> tuple[int, int]:
+    """The project's items in id order, `chunk` at a time; with `workers` > 1 that many chunks at once, each in
+    its own session (PostgreSQL writes them on as many cores). Each chunk commits on its own: leases, which
+    skip locked rows, are served from the chunks already written."""
+    with db_session.connection().connection.driver_connection.cursor() as cursor:
+        models = _project_models(cursor, project.id)
+        starts = _chunk_starts(cursor, project.id, chunk) if workers > 1 else []
+    db_session.commit()  # what the caller's session held, as the first chunk's commit did
+    strategy_of(project), ranking_threshold(project), list(project.classes)  # loaded here; chunk threads read
+    items = created = after = 0
+    engine = db_session.get_bind()
+    if len(starts) > 1 and isinstance(engine, Engine):
+        factory = sessionmaker(engine)
+
+        def one_chunk(first_id: int) -> tuple[int, int, int]:
+            with factory() as session:
+                done = _rerank_chunk(session, project, models, first_id - 1, chunk)
+                session.commit()
+                return done
+
+        with ThreadPoolExecutor(workers) as pool:
+            for n_items, n_created, last_id in pool.map(one_chunk, starts):
+                items, created, after = items + n_items, created + n_created, max(after, last_id)
+    while True:  # serially, or what was added behind the planned chunks while they ran
+        n_items, n_created, last_id = _rerank_chunk(db_session, project, models, after, chunk)
+        if not n_items:
+            return items, created
+        items, created, after = items + n_items, created + n_created, last_id
+        db_session.commit()  # releases the chunk's row locks: leases skip locked rows (SKIP LOCKED)
+
+
+# The first id of every `chunk`-th item of the project: where each parallel chunk starts.
+_CHUNK_STARTS_SQL = (
+    "SELECT id FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM items WHERE project_id = %(project)s) "
+    "AS numbered WHERE n %% %(chunk)s = 1 ORDER BY id"
+)
+
+
+def _chunk_starts(cursor: Any, project_id: int, chunk: int) -> list[int]:
+    return [row[0] for row in cursor.execute(_CHUNK_STARTS_SQL, {"project": project_id, "chunk": chunk})]
+
+
+def _rerank_chunk(
+    db_session: Session, project: Project, models: list[str], after: int, chunk: int
+) -> tuple[int, int, int]:
+    """Ranks the `chunk` items after id `after` in the session's transaction: (items, rows created, last id)."""
     from app.core.pg_binary import fetch_columns
 
-    items = created = after = 0
-    models: list[str] | None = None
-    while True:
-        raw = db_session.connection().connection.driver_connection  # the chunk's own transaction
-        with raw.cursor() as cursor:
-            cursor.execute("SET LOCAL work_mem = '64MB'")  # a chunk's join hashed in memory, not on disk
-            models = _project_models(cursor, project.id) if models is None else models
-            ids, boxes, is_new = _by_first(
-                fetch_columns(
-                    cursor,
-                    _ITEMS_SQL,
-                    {"project": project.id, "after": after, "limit": chunk},
-                    ["int8", "float8", "bool"],
-                )
+    with db_session.connection().connection.driver_connection.cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = '64MB'")  # a chunk's join hashed in memory, not on disk
+        ids, boxes, is_new = _by_first(
+            fetch_columns(
+                cursor,
+                _ITEMS_SQL,
+                {"project": project.id, "after": after, "limit": chunk},
+                ["int8", "float8", "bool"],
             )
-            if not len(ids):
-                return items, created
-            matrix = _score_matrix(cursor, project.id, models, ids) if models else np.zeros((len(ids), 0))
-            columns = measure_columns(project, rank(project, matrix, models, ids, boxes))
-            _create_rerank_table(cursor)
-            created += _write_rerank_chunk(cursor, project.id, ids, columns, is_new.astype(bool))
-        items += len(ids)
-        after = int(ids[-1])
-        db_session.commit()  # releases the chunk's row locks: leases skip locked rows (SKIP LOCKED)
+        )
+        if not len(ids):
+            return 0, 0, after
+        matrix = _score_matrix(cursor, project.id, models, ids) if models else np.zeros((len(ids), 0))
+        columns = measure_columns(project, rank(project, matrix, models, ids, boxes))
+        _create_rerank_table(cursor)
+        created = _write_rerank_chunk(cursor, project.id, ids, columns, is_new.astype(bool))
+    return len(ids), created, int(ids[-1])
 
 
 def _create_rerank_table(cursor: Any) -> None:

@@ -213,7 +213,43 @@ def test_leases_are_served_in_the_new_order_while_a_rerank_is_still_running(
     monkeypatch.setattr(ranking, "rank", rank_then_lease_once)
     stored = db.get(Project, project.id)
     stored.threshold = 0.3  # every priority changes, so every row is rewritten (and locked until committed)
-    summary = rerank_project(db_session=db, project=stored, chunk=1)
+    summary = rerank_project(db_session=db, project=stored, chunk=1, workers=1)
     db.commit()
     assert summary.items == 2
     assert leased and leased[0] is not None and leased[0].item_id == first
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_rerank_in_parallel_chunks_writes_what_a_serial_one_writes(client, db, monkeypatch):
+    """Several chunks at once (each in its own session and thread) give every item the same measures as one
+    chunk after the other: every item is ranked once."""
+    import threading
+
+    import app.queue.ranking as ranking
+
+    threads: set[int] = set()
+    original = ranking._rerank_chunk
+
+    def recorded(*args, **kwargs):
+        threads.add(threading.get_ident())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ranking, "_rerank_chunk", recorded)
+    scores = {f"item-{n}": {"det": n / 12, "vlm": 1 - n / 15} for n in range(11)}
+    project, _ = seed_project(db, client, scores)
+    stored = db.get(Project, project.id)
+    stored.threshold = 0.3
+    serial = rerank_project(db_session=db, project=stored, chunk=3, workers=1)
+    expected = rows(db)
+    stored = db.get(Project, project.id)
+    stored.threshold = 0.8
+    rerank_project(db_session=db, project=stored, chunk=3, workers=1)
+    assert rows(db) != expected
+    stored = db.get(Project, project.id)
+    stored.threshold = 0.3
+    threads.clear()
+    parallel = rerank_project(db_session=db, project=stored, chunk=3, workers=3)
+    db.commit()
+    assert len(threads) > 1
+    assert parallel.items == serial.items == 11
+    assert rows(db) == expected
