@@ -168,6 +168,19 @@ def measure(root: Path, url: str, data_dir: Path, fmt: str, keep: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def json_values(name: str, data: bytes) -> object:
+    """A JSON file's values (JSON lines: each line's, with the `metadata` column, itself JSON text, parsed);
+    a fresh object for any other file, so that a differing non-JSON file never compares equal."""
+    if name.endswith(".json"):
+        return json.loads(data)
+    if name.endswith(".jsonl"):
+        rows = [json.loads(line) for line in data.splitlines() if line.strip()]
+        return [
+            {**row, "metadata": json.loads(row["metadata"])} if "metadata" in row else row for row in rows
+        ]
+    return object()
+
+
 def same_archives(before: Path, after: Path) -> str:
     """'identical' when both zips hold the same files with the same bytes, else the first difference."""
     with zipfile.ZipFile(before) as b, zipfile.ZipFile(after) as a:
@@ -176,10 +189,13 @@ def same_archives(before: Path, after: Path) -> str:
             return f"file lists differ ({len(names_b)} vs {len(names_a)} files)"
         reformatted = [name for name in names_b if b.getinfo(name).CRC != a.getinfo(name).CRC]
         for name in reformatted:
-            if not name.endswith(".json") or json.loads(b.read(name)) != json.loads(a.read(name)):
+            if json_values(name, b.read(name)) != json_values(name, a.read(name)):
                 return f"{name} differs"
     if reformatted:
-        return f"equivalent ({len(names_b)} files, same JSON values in {', '.join(reformatted)})"
+        shown = ", ".join(reformatted[:3]) + (
+            f" and {len(reformatted) - 3} more" if len(reformatted) > 3 else ""
+        )
+        return f"equivalent ({len(names_b)} files, same JSON values in {shown})"
     return f"identical ({len(names_b)} files)"
 
 

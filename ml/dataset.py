@@ -9,6 +9,7 @@ Image paths in the manifest are absolute or relative to the version directory.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,8 +79,11 @@ class DatasetVersionDir:
         return (r for r in self._iter_records() if split is None or r.split == split)
 
     def image_path(self, record: DatasetRecord) -> Path:
-        path = Path(record.image)
-        return path if path.is_absolute() else self.root / path
+        return Path(self.image_path_text(record))
+
+    def image_path_text(self, record: DatasetRecord) -> str:
+        """`image_path` as a string: exports ask for every image of a version, and pathlib costs more."""
+        return record.image if os.path.isabs(record.image) else os.path.join(self.root, record.image)
 
     def _iter_records(self) -> Iterator[DatasetRecord]:
         decode = msgspec.json.Decoder(

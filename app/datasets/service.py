@@ -10,6 +10,7 @@ import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import func, insert, select
@@ -434,7 +435,7 @@ _PREDICTION_FIELDS = (
     Prediction.label,
     Prediction.boxes,
 )
-_ITEM_FIELDS = (
+_ITEM_FIELDS = (  # in this order: dataset_records unpacks the rows, metadata_of takes the middle eight
     Item.id,
     Item.external_id,
     Item.image_uri,
@@ -494,15 +495,39 @@ def _streamed(db_session: Session, query) -> Iterator:
 
 
 def item_metadata(item: Item) -> dict:
+    return metadata_of(
+        item.meta,
+        item.camera_id,
+        item.is_night,
+        item.captured_at,
+        item.lat,
+        item.lon,
+        item.width,
+        item.height,
+    )
+
+
+def metadata_of(
+    meta: dict | None,
+    camera_id: str | None,
+    is_night: bool | None,
+    captured_at: datetime | None,
+    lat: float | None,
+    lon: float | None,
+    width: int | None,
+    height: int | None,
+) -> dict:
+    """An item's metadata as exports and slices see it, from its columns (exports pass a row's values: reading
+    them by attribute cost more than the dict itself)."""
     return {
-        **(item.meta or {}),
-        "camera_id": item.camera_id,
-        "is_night": item.is_night,
-        "captured_at": item.captured_at.isoformat() if item.captured_at else None,
-        "lat": item.lat,
-        "lon": item.lon,
-        "width": item.width,
-        "height": item.height,
+        **(meta or {}),
+        "camera_id": camera_id,
+        "is_night": is_night,
+        "captured_at": captured_at.isoformat() if captured_at else None,
+        "lat": lat,
+        "lon": lon,
+        "width": width,
+        "height": height,
     }
 
 
@@ -513,27 +538,27 @@ def dataset_records(
     item id, so memory stays flat whatever the version's size."""
     predictions = _stored_predictions(db_session, version)
     pending = next(predictions, None)
+    path_of, exists = blobs.path_text, os.path.exists
     for row in _version_rows(db_session, version):
-        sha = stored_sha(row.image_uri, row.sha256)
-        path = blobs.path_text(sha) if sha else None
-        if path is None or not os.path.exists(path):
-            raise ApiError(
-                409, "image", f"item {row.external_id!r}: image blob {sha} is missing from the store"
-            )
+        item_id, external_id, image_uri, sha256, *columns, label, boxes, split = row
+        sha = stored_sha(image_uri, sha256)
+        path = path_of(sha) if sha else None
+        if path is None or not exists(path):
+            raise ApiError(409, "image", f"item {external_id!r}: image blob {sha} is missing from the store")
         own: list[StoredPrediction] = []
-        while pending is not None and pending[0] <= row.id:
-            if pending[0] == row.id:
+        while pending is not None and pending[0] <= item_id:
+            if pending[0] == item_id:
                 own.append(pending[1])
             pending = next(predictions, None)
         yield DatasetRecord(
-            item_id=row.id,
-            external_id=row.external_id,
+            item_id=item_id,
+            external_id=external_id,
             image=path,
-            label=row.label,
-            split=row.split,
-            boxes=list(row.boxes or []),
+            label=label,
+            split=split,
+            boxes=list(boxes or []),
             predictions=own,
-            metadata=item_metadata(row),
+            metadata=metadata_of(*columns),
         )
 
 

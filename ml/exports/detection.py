@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from ml.exports._files import (
     export_file_name,
     has_box_annotation,
     image_size,
+    json_bytes,
     label_name,
     link_image,
 )
@@ -67,29 +67,29 @@ def export_yolo(dataset: DatasetVersionDir, out: Path) -> Path:
 
 class _CocoSplitWriter:
     """One split's instances JSON, written as the records stream by: images go straight to the file,
-    annotations to a spool file appended at the end (the bytes `json.dumps` of the whole dict would give)."""
+    annotations to a spool file appended at the end (the bytes one encoding of the whole dict would give)."""
 
     def __init__(self, path: Path, spool: Path) -> None:
-        self.fh = path.open("w")
-        self.spool = spool.open("w+")
+        self.fh = path.open("wb")
+        self.spool = spool.open("w+b")
         self.images = self.annotations = 0
 
     def start(self, info: dict) -> None:
-        self.fh.write(f'{{"info": {json.dumps(info)}, "images": [')
+        self.fh.write(b'{"info":' + json_bytes(info) + b',"images":[')
 
     def add_image(self, image: dict) -> None:
-        self.fh.write((", " if self.images else "") + json.dumps(image))
+        self.fh.write((b"," if self.images else b"") + json_bytes(image))
         self.images += 1
 
     def add_annotation(self, annotation: dict) -> None:
-        self.spool.write((", " if self.annotations else "") + json.dumps(annotation))
+        self.spool.write((b"," if self.annotations else b"") + json_bytes(annotation))
         self.annotations += 1
 
     def finish(self, categories: list[dict]) -> None:
-        self.fh.write('], "annotations": [')
+        self.fh.write(b'],"annotations":[')
         self.spool.seek(0)
         shutil.copyfileobj(self.spool, self.fh)
-        self.fh.write(f'], "categories": {json.dumps(categories)}}}')
+        self.fh.write(b'],"categories":' + json_bytes(categories) + b"}")
         self.close()
 
     def close(self) -> None:
@@ -101,7 +101,7 @@ def coco_image(
     dataset: DatasetVersionDir, info: DatasetInfo, record: DatasetRecord, images_dir: Path
 ) -> dict:
     name = export_file_name(dataset, record)
-    link_image(dataset.image_path(record), images_dir / name)
+    link_image(dataset.image_path_text(record), images_dir / name)
     width, height = image_size(dataset, record)
     return {
         "id": record.item_id,

@@ -5,13 +5,12 @@ Each streams the manifest once and writes as it goes: memory stays flat whatever
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 from ml.dataset import SPLITS, DatasetInfo, DatasetRecord, DatasetVersionDir
-from ml.exports._files import SPLIT_DIRS, export_file_name, label_name, link_image, resolved
+from ml.exports._files import SPLIT_DIRS, export_file_name, json_bytes, label_name, link_image, resolved
 
 PARQUET_ROWS_PER_GROUP = 10_000
 
@@ -24,12 +23,12 @@ def dataset_row(dataset: DatasetVersionDir, info: DatasetInfo, record: DatasetRe
     return {
         "item_id": record.item_id,
         "external_id": record.external_id,
-        "image": resolved(dataset.image_path(record)),
+        "image": resolved(dataset.image_path_text(record)),
         "label": record.label,
         "label_name": label_name(info, record),
         "split": record.split,
         "boxes": [[float(v) for v in box] for box in record.boxes],
-        "metadata": json.dumps(record.metadata, sort_keys=True),
+        "metadata": json_bytes(record.metadata, sorted_keys=True).decode(),
     }
 
 
@@ -42,9 +41,9 @@ def export_jsonl(dataset: DatasetVersionDir, out: Path) -> Path:
     """`out/{train,val,holdout}.jsonl`; load with `load_dataset("json", data_files={...})`."""
     out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as files:
-        handles = {split: files.enter_context((out / f"{split}.jsonl").open("w")) for split in SPLITS}
+        handles = {split: files.enter_context((out / f"{split}.jsonl").open("wb")) for split in SPLITS}
         for row in dataset_rows(dataset, dataset.iter_records()):
-            handles[row["split"]].write(json.dumps(row) + "\n")
+            handles[row["split"]].write(json_bytes(row) + b"\n")
     return out
 
 
