@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
-from app.core.blobs import BlobStore
+from app.core.blobs import BlobStore, stored_sha
 from app.datasets.splits import content_hash, val_split
 from app.ingest.remote import FETCH_OFF
 from app.labels.models import Annotation
@@ -196,3 +197,28 @@ def test_content_hash_ignores_row_order_but_not_labels():
     rows = [(1, 0, [], "train"), (2, 1, [[0.1, 0.1, 0.5, 0.5, 0]], "val")]
     assert content_hash(rows) == content_hash(list(reversed(rows)))
     assert content_hash(rows) != content_hash([(1, 1, [], "train"), rows[1]])
+
+
+def test_jsonl_export_rows_carry_each_items_own_metadata_and_image(app, db):
+    """The export reads items as row tuples: every column must land under its own name for its own item."""
+    from datetime import UTC, datetime
+
+    from app.datasets.service import item_metadata
+
+    _, client, _, items = setup_project(app, db, n=12)
+    for n, item in enumerate(items):
+        item.camera_id, item.is_night, item.lat, item.lon = f"cam-{n}", n % 2 == 0, 50.0 + n, 4.0 - n
+        item.captured_at, item.width, item.height = datetime(2026, 5, 1 + n, tzinfo=UTC), 640 + n, 480 - n
+    db.commit()
+    client.post(BASE, json={})
+    archive = zipfile.ZipFile(io.BytesIO(client.get(f"{BASE}/1/export", params={"format": "jsonl"}).content))
+    rows = [json.loads(line) for name in archive.namelist() for line in archive.read(name).splitlines()]
+    db.expire_all()  # compare with the items as the database gives them back (SQLite keeps no time zone)
+    by_id = {item.id: item for item in items}
+    assert len(rows) == 12
+    for row in rows:
+        item = by_id[row["item_id"]]
+        assert json.loads(row["metadata"]) == item_metadata(item)
+        assert row["external_id"] == item.external_id and row["image"].endswith(
+            stored_sha(item.image_uri, item.sha256)
+        )
