@@ -6,6 +6,7 @@ after each annotation until k people labeled it; an annotator never gets an item
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -274,6 +275,15 @@ SELECT claimed.item_id FROM soft LEFT JOIN claimed ON true
 """
 
 
+@functools.cache
+def lease_sql(candidates: int) -> str:
+    """LEASE_SQL with its LIMIT written into the text. PostgreSQL plans a LIMIT parameter as a tenth of the
+    rows, so the prepared lease's generic plan sorted the whole pool and was never chosen: every lease was
+    planned afresh (1.5-2 ms of its 4.5 ms at 200k items). With the number in the text the generic plan reads
+    the priority index like the custom one, and after a few leases on a connection none is planned again."""
+    return LEASE_SQL.replace("%(candidates)s", str(int(candidates)))
+
+
 def _lease_in_one_statement(
     db_session: Session,
     project: Project,
@@ -290,7 +300,6 @@ def _lease_in_one_statement(
         "now": now,
         "expires": expires_at,
         "cooldown": now - timedelta(minutes=config.skip_cooldown_minutes),
-        "candidates": config.candidates,
         "positives": project.kind != "multiclass" and config.min_positive_share > 0,
         "share": config.min_positive_share,
         "hamming": config.near_duplicate_hamming,
@@ -300,7 +309,7 @@ def _lease_in_one_statement(
     }
     raw = db_session.connection().connection.driver_connection
     with raw.cursor() as cursor:
-        item_id = cursor.execute(LEASE_SQL, params).fetchone()[0]
+        item_id = cursor.execute(lease_sql(config.candidates), params).fetchone()[0]
     return None if item_id is None else Lease(item_id=item_id, expires_at=expires_at)
 
 
