@@ -194,13 +194,16 @@ def lease_next_item(
 
 # The candidate rows: the project's pending items and lapsed leases (served as if expiry had run first), not
 # labeled by the user nor skipped by them lately, hardest first; {extra} narrows to likely positives.
+# OFFSET 0 keeps each NOT EXISTS a per-candidate index probe: turned into an anti-join, it was planned from the
+# table's statistics, and from statistics taken while the table was small (autovacuum off or behind) PostgreSQL
+# compared every candidate with every label of the user (7,200 comparisons at 450 labels, growing with them).
 _POOL = """
     SELECT h.item_id, h.priority, h.likely_positive FROM hardness AS h
     WHERE h.project_id = %(project)s AND {status} {extra}
       AND NOT EXISTS (SELECT 1 FROM annotations AS a WHERE a.item_id = h.item_id
-                      AND a.annotator_id = %(user)s AND a.state = 'current')
+                      AND a.annotator_id = %(user)s AND a.state = 'current' OFFSET 0)
       AND NOT EXISTS (SELECT 1 FROM queue_skips AS s WHERE s.item_id = h.item_id
-                      AND s.user_id = %(user)s AND s.skipped_at > %(cooldown)s)
+                      AND s.user_id = %(user)s AND s.skipped_at > %(cooldown)s OFFSET 0)
     ORDER BY h.priority DESC LIMIT %(candidates)s
     FOR UPDATE OF h SKIP LOCKED
 """
@@ -292,13 +295,23 @@ def _lease_in_one_statement(
     holding: list[int] | None,
     config: QueueConfig,
 ) -> Lease | None:
+    params = lease_params(project, user, lease_minutes, holding, config)
+    raw = db_session.connection().connection.driver_connection
+    with raw.cursor() as cursor:
+        item_id = cursor.execute(lease_sql(config.candidates), params).fetchone()[0]
+    return None if item_id is None else Lease(item_id=item_id, expires_at=params["expires"])
+
+
+def lease_params(
+    project: Project, user: User, lease_minutes: int, holding: list[int] | None, config: QueueConfig
+) -> dict[str, Any]:
+    """The parameters of `lease_sql` for one lease by `user`."""
     now = utcnow()
-    expires_at = now + timedelta(minutes=lease_minutes)
-    params = {
+    return {
         "project": project.id,
         "user": user.id,
         "now": now,
-        "expires": expires_at,
+        "expires": now + timedelta(minutes=lease_minutes),
         "cooldown": now - timedelta(minutes=config.skip_cooldown_minutes),
         "positives": project.kind != "multiclass" and config.min_positive_share > 0,
         "share": config.min_positive_share,
@@ -307,10 +320,6 @@ def _lease_in_one_statement(
         "reclaim": holding is not None,
         "holding": list(holding or []),
     }
-    raw = db_session.connection().connection.driver_connection
-    with raw.cursor() as cursor:
-        item_id = cursor.execute(lease_sql(config.candidates), params).fetchone()[0]
-    return None if item_id is None else Lease(item_id=item_id, expires_at=expires_at)
 
 
 def _lease_pending(
