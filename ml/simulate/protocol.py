@@ -63,6 +63,7 @@ class ProtocolConfig:
     train_size: int = 0  # 0 = all 60,000 (tests use a few hundred)
     learning_rate: float = 1e-3
     epochs: float | None = None  # None = the variant's recipe
+    min_steps: int | None = None  # None = the variant's recipe (tests shrink it)
     threads: int = 1
 
     def __post_init__(self) -> None:
@@ -84,6 +85,8 @@ class ProtocolConfig:
         recipe = dict(RECIPES[self.variant])
         if self.epochs is not None:
             recipe["epochs"] = self.epochs
+        if self.min_steps is not None:
+            recipe["min_steps"] = self.min_steps
         return recipe
 
 
