@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -66,6 +67,7 @@ class ClientStats:
     next_ms: list[float] = field(default_factory=list)
     submit_ms: list[float] = field(default_factory=list)
     pair_ms: list[float] = field(default_factory=list)
+    progress_ms: list[float] = field(default_factory=list)
     served: list[int] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)
 
@@ -215,8 +217,17 @@ def reset_queue(url: str) -> None:
 
 
 def annotate(
-    base_url: str, username: str, labels: int, start: threading.Barrier, seed: int, think_s: float = 0.0
+    base_url: str,
+    username: str,
+    labels: int,
+    start: threading.Barrier,
+    seed: int,
+    think_s: float = 0.0,
+    progress_every_s: float | None = None,
 ) -> ClientStats:
+    """One annotator labeling `labels` items. `progress_every_s`: also read /progress as the label page does,
+    when it opens and after a label once that many seconds have passed since the last read (0: after every
+    label, as the page did before 2026-12-01); None: the lease path alone."""
     stats = ClientStats()
     rng = np.random.default_rng(seed)
     with httpx.Client(base_url=base_url, timeout=30) as client:
@@ -224,7 +235,12 @@ def annotate(
         login.raise_for_status()
         client.headers["X-CSRF-Token"] = login.json()["csrf_token"]
         start.wait()
+        read_at = -math.inf
         for _ in range(labels):
+            if progress_every_s is not None and time.perf_counter() - read_at >= progress_every_s:
+                read_at = time.perf_counter()
+                client.get(f"/api/v1/projects/{PROJECT}/progress").raise_for_status()
+                stats.progress_ms.append((time.perf_counter() - read_at) * 1000)
             t0 = time.perf_counter()
             response = client.post(f"/api/v1/projects/{PROJECT}/queue/next")
             t1 = time.perf_counter()
@@ -252,12 +268,25 @@ def percentiles(values: list[float]) -> str:
 
 
 def run_clients(
-    base_urls: list[str], annotators: int, labels: int, think_s: float = 0.0
+    base_urls: list[str],
+    annotators: int,
+    labels: int,
+    think_s: float = 0.0,
+    progress_every_s: float | None = None,
 ) -> tuple[list[ClientStats], float]:
     barrier = threading.Barrier(annotators + 1)
     with ThreadPoolExecutor(annotators) as pool:
         futures = [
-            pool.submit(annotate, base_urls[i % len(base_urls)], f"annotator{i}", labels, barrier, i, think_s)
+            pool.submit(
+                annotate,
+                base_urls[i % len(base_urls)],
+                f"annotator{i}",
+                labels,
+                barrier,
+                i,
+                think_s,
+                progress_every_s,
+            )
             for i in range(annotators)
         ]
         barrier.wait()
@@ -274,6 +303,8 @@ def report(results: list[ClientStats], wall_s: float) -> int:
     print(f"queue/next          {percentiles(merge('next_ms'))}")
     print(f"submit              {percentiles(merge('submit_ms'))}")
     print(f"next + submit       {percentiles(merge('pair_ms'))}")
+    if merge("progress_ms"):
+        print(f"progress            {percentiles(merge('progress_ms'))}")
     print(f"throughput          {labeled / wall_s:.0f} items/s ({labeled} labels in {wall_s:.1f} s)")
     print(f"double service      {doubles} items served to two annotators at once")
     errors = sum((r.errors for r in results), Counter())
@@ -336,9 +367,13 @@ def measure_leases(url: str, project_id: int, root: Path, tmp: Path, args, measu
         measured.alone = lease_figures(alone, wall_s)
         print(f"  1 annotator         queue/next {percentiles(alone[0].next_ms)}", flush=True)
         think_s = args.think_ms / 1000
-        crowd, wall_s = run_clients(urls, args.annotators, args.labels_per_annotator, think_s)
+        crowd, wall_s = run_clients(
+            urls, args.annotators, args.labels_per_annotator, think_s, args.progress_every
+        )
         measured.crowd = lease_figures(crowd, wall_s)
         pacing = f", {args.think_ms:.0f} ms per image between labels" if think_s else " labeling back to back"
+        if args.progress_every is not None:
+            pacing += f", reading /progress at most every {args.progress_every:g} s"
         print(f"  {args.annotators} annotators, {args.servers} server(s){pacing}:", flush=True)
         measured.doubles = report(crowd, wall_s)
 
@@ -423,6 +458,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.0,
         help="the crowd's mean time looking at an image between submit and next (0: back to back, saturation)",
+    )
+    parser.add_argument(
+        "--progress-every",
+        type=float,
+        help="the crowd also reads /progress as the label page does: at most every this many seconds (15 now; "
+        "0: after every label, as the page did before); unset: the lease path alone",
     )
     parser.add_argument("--database", help="an existing database to load once and reuse (not dropped)")
     parser.add_argument(

@@ -15,6 +15,9 @@
   const PREFETCH = 1;
   // Renew well inside the lease so one late or lost heartbeat does not cost the item.
   const HEARTBEAT_MS = Math.max(5, Math.min(30, config.lease_seconds / 4)) * 1000;
+  // The counts under the image are read from the server at most this often while labeling (it counts the whole
+  // pool: 0.2 s at a million items); the user's own answers move "done today" at once.
+  const PROGRESS_EVERY_MS = 15000;
 
   const $ = (id) => document.getElementById(id);
   const els = {
@@ -36,6 +39,9 @@
     exhausted: false,
     filling: null,
     work: Promise.resolve(), // server writes run one after another, in the order the user gave them
+    progress: null, // the last figures read from /progress, with the user's answers since counted in
+    progressReadAt: -Infinity,
+    progressTimer: null,
   };
 
   const editor = scheme.boxes && window.BoxEditor
@@ -191,7 +197,7 @@
     state.exhausted = false;
     showLoading();
     fill();
-    refreshProgress();
+    readProgress();
   }
 
   // --- zoom and pan -------------------------------------------------------------------------------------
@@ -271,7 +277,7 @@
     els.reasons.replaceChildren();
     els.metadata.replaceChildren();
     els.priority.textContent = "";
-    refreshProgress();
+    readProgress();
   }
 
   async function show(item, saved = null) {
@@ -409,22 +415,51 @@
 
   // --- progress -----------------------------------------------------------------------------------------
   async function refreshProgress() {
+    clearTimeout(state.progressTimer);
+    state.progressTimer = null;
+    state.progressReadAt = performance.now();
     try {
-      const p = await api("GET", "/progress");
-      els.doneToday.textContent = String(p.done_today ?? "–");
-      els.queueSize.textContent = String(p.queue_size ?? "–");
-      els.agreement.textContent = typeof p.agreement_rate === "number" ? `${Math.round(p.agreement_rate * 100)}%` : "–";
-      const goal = p.daily_goal || 0;
-      els.goalText.textContent = goal ? `${p.done_today} of ${goal} today` : `${p.done_today} done today`;
-      if (goal && p.done_today >= goal) els.goalText.textContent += " · goal reached";
-      if (els.goalBar) els.goalBar.value = Math.min(p.done_today, goal);
-      els.queueText.textContent = `${p.queue_size} waiting`;
-      els.emptyDetail.textContent = p.leased_by_others
-        ? `Every item is labeled or being labeled by someone else (${p.leased_by_others} now). Those come back if they let go.`
-        : "Every item is labeled. New predictions refill it.";
+      showProgress(await api("GET", "/progress"));
     } catch (error) {
       fail(error);
     }
+  }
+
+  // Reads wait behind the page's writes, so a read never races an answer that `countAnswer` adds on its own.
+  function readProgress() {
+    return queueWork(refreshProgress);
+  }
+
+  // After an answer, skip or flag: read the counts now if the last read is old enough, else once when it is.
+  function refreshProgressSoon() {
+    if (state.progressTimer) return;
+    const wait = state.progressReadAt + PROGRESS_EVERY_MS - performance.now();
+    if (wait <= 0) readProgress();
+    else state.progressTimer = setTimeout(readProgress, wait);
+  }
+
+  // The user's own answer (+1) or undo (-1) shows at once; the next read brings everyone else's.
+  function countAnswer(delta) {
+    if (state.progress) {
+      state.progress.done_today = Math.max(0, state.progress.done_today + delta);
+      showProgress(state.progress);
+    }
+    refreshProgressSoon();
+  }
+
+  function showProgress(p) {
+    state.progress = p;
+    els.doneToday.textContent = String(p.done_today ?? "–");
+    els.queueSize.textContent = String(p.queue_size ?? "–");
+    els.agreement.textContent = typeof p.agreement_rate === "number" ? `${Math.round(p.agreement_rate * 100)}%` : "–";
+    const goal = p.daily_goal || 0;
+    els.goalText.textContent = goal ? `${p.done_today} of ${goal} today` : `${p.done_today} done today`;
+    if (goal && p.done_today >= goal) els.goalText.textContent += " · goal reached";
+    if (els.goalBar) els.goalBar.value = Math.min(p.done_today, goal);
+    els.queueText.textContent = `${p.queue_size} waiting`;
+    els.emptyDetail.textContent = p.leased_by_others
+      ? `Every item is labeled or being labeled by someone else (${p.leased_by_others} now). Those come back if they let go.`
+      : "Every item is labeled. New predictions refill it.";
   }
 
   // --- actions ------------------------------------------------------------------------------------------
@@ -470,7 +505,7 @@
       } finally {
         state.sending.delete(item.id);
       }
-      await refreshProgress();
+      countAnswer(1);
     });
   }
 
@@ -487,7 +522,7 @@
         state.sending.delete(item.id);
       }
       say("Skipped");
-      await refreshProgress();
+      refreshProgressSoon();
     });
   }
 
@@ -512,7 +547,7 @@
         state.sending.delete(item.id);
       }
       say("Flagged for a reviewer");
-      await refreshProgress();
+      refreshProgressSoon();
     });
   }
 
@@ -525,7 +560,7 @@
       state.exhausted = false;
       await restore(restored, last.saved);
       say("Undone: answer it again");
-      await refreshProgress();
+      countAnswer(-1);
     });
   }
 
@@ -617,5 +652,5 @@
 
   applyView();
   fill();
-  refreshProgress();
+  readProgress();
 })();

@@ -34,7 +34,7 @@ SHOTS = Path("/tmp/shots")
 INSTRUCTIONS = (
     "Answer **yes** for roadwork.\n\n- take the *boxes* with `A`\n- <script>alert(1)</script> stays text"
 )
-USERS = ("yes", "fails", "closes", "beats", "zooms", "edits", "flags", "goals", "reads")
+USERS = ("yes", "fails", "closes", "beats", "zooms", "edits", "flags", "goals", "counts", "reads")
 
 
 @pytest.fixture(scope="module")
@@ -352,6 +352,28 @@ def test_the_progress_bar_counts_toward_the_daily_goal(page: Page, live_site, wo
     expect(page.locator("#goal-text")).to_have_text("2 of 5 today")
     expect(bar).to_have_attribute("value", "2")
     assert [a.label for a in annotations_by(live_site, "goals")] == [1, 1]
+
+
+def test_answers_count_at_once_and_the_pool_counts_are_read_at_most_every_15_s(
+    page: Page, live_site, works
+) -> None:
+    """/progress counts the whole pool (0.2 s at a million items): the page read it after every answer, which cost
+    more than the answer itself. Now the user's own answers and undos move the goal at once, and the pool's
+    counts are read when the page opens and then at most every 15 s."""
+    reads: list[str] = []
+    page.on(
+        "request", lambda request: reads.append(request.url) if request.url.endswith("/progress") else None
+    )
+    item = open_label_page(page, live_site, "counts")
+    expect(page.locator("#goal-text")).to_have_text("0 of 5 today")
+    for _ in range(3):
+        page.keyboard.press("2")
+        item = next_item(page, item)
+    expect(page.locator("#goal-text")).to_have_text("3 of 5 today")
+    page.keyboard.press("u")
+    expect(page.locator("#goal-text")).to_have_text("2 of 5 today")
+    assert [a.state for a in annotations_by(live_site, "counts")] == ["current", "current", "retracted"]
+    assert len(reads) == 1, reads  # the page's first read; the next is due 15 s after it
 
 
 def test_instructions_render_safely_and_the_reason_is_visible_at_1366x768(
