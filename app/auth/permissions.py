@@ -29,7 +29,7 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, Path, Request
-from sqlalchemy import select
+from sqlalchemy import exists, false, select
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
@@ -51,10 +51,10 @@ from app.ingest.models import Item
 from app.jobs.models import Job
 from app.labels.models import Annotation
 from app.loop.models import LoopRun
-from app.projects import service as project_service
 from app.projects.models import Project
 from app.registry.models import ModelVersion
 from app.users import service as user_service
+from app.users.models import ProjectMember
 
 Caller = User | ApiKey
 ProjectName = Annotated[str, Path(description="project name")]
@@ -67,29 +67,46 @@ PUBLIC_FRAMEWORK_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redi
 
 
 @dataclass(frozen=True)
+class Owner:
+    """The project a resource belongs to, and whether the user asked about is one of its members."""
+
+    project_id: int
+    member: bool
+
+
+# Finds the owner of a route's resource (None: no such resource). Its argument is the user whose membership
+# the same query reads (None: an admin or a key, which need none): the access check costs no query of its own.
+OwnerLookup = Callable[[Session, int | None], Owner | None]
+
+
+@dataclass(frozen=True)
 class Resource:
-    """What a route acts on: `owner` finds its project's id (None: no such resource); None for global routes."""
+    """What a route acts on: `owner` finds its project (None: no such resource); None for global routes."""
 
     kind: str
-    owner: Callable[[Session], int | None] | None = None
+    owner: OwnerLookup | None = None
     field: str = ""
     missing: str = ""
 
 
-def _owner_in(model, project: str, *conditions) -> Callable[[Session], int | None]:
-    """The project id of the `model` row matching `conditions` inside the named project. The project row
-    comes with it and is remembered for the route's `ProjectDep` (one query less a request)."""
-    query = (
-        select(Project)
-        .join(model, model.project_id == Project.id)
-        .where(Project.name == project, *conditions)
-        .limit(1)
-    )
+def _membership(project_id, user_id: int | None):
+    """A column saying whether `user_id` is a member of the project `project_id` (a column expression)."""
+    if user_id is None:
+        return false()
+    return exists().where(ProjectMember.project_id == project_id, ProjectMember.user_id == user_id)
 
-    def owner(session: Session) -> int | None:
-        found = session.scalar(query)
-        remember_located_project(session, found)
-        return None if found is None else found.id
+
+def _owner_in(model, project: str, *conditions) -> OwnerLookup:
+    """The project of the `model` row matching `conditions` inside the named project (`model` None: the project
+    itself). The project row comes with it and is remembered for the route's `ProjectDep` (one query less)."""
+
+    def owner(session: Session, user_id: int | None) -> Owner | None:
+        query = select(Project, _membership(Project.id, user_id)).where(Project.name == project, *conditions)
+        if model is not None:
+            query = query.join(model, model.project_id == Project.id)
+        found = session.execute(query.limit(1)).first()
+        remember_located_project(session, None if found is None else found[0])
+        return None if found is None else Owner(found[0].id, found[1])
 
     return owner
 
@@ -105,12 +122,7 @@ async def all_projects_resource() -> Resource:
 
 
 async def project_resource(project: ProjectName) -> Resource:
-    def owner(session: Session) -> int | None:
-        found = project_service.get_by_name(db_session=session, name=project)
-        remember_located_project(session, found)
-        return None if found is None else found.id
-
-    return Resource("project", owner, "project", f"unknown project {project!r}")
+    return Resource("project", _owner_in(None, project), "project", f"unknown project {project!r}")
 
 
 async def item_resource(project: ProjectName, item_id: IdPath) -> Resource:
@@ -148,17 +160,15 @@ async def loop_run_resource(project: ProjectName, run_id: IdPath) -> Resource:
 
 
 async def job_resource(job_id: IdPath) -> Resource:
-    owner = select(Job.project_id).where(Job.id == job_id)
-    return Resource("job", lambda s: s.scalar(owner), "job", f"no job {job_id}")
+    def owner(session: Session, user_id: int | None) -> Owner | None:
+        query = select(Job.project_id, _membership(Job.project_id, user_id)).where(Job.id == job_id)
+        found = session.execute(query).first()
+        return None if found is None else Owner(*found)
+
+    return Resource("job", owner, "job", f"no job {job_id}")
 
 
 # --- the decision ----------------------------------------------------------------------------------------
-
-
-def can_see_project(*, db_session: Session, caller: Caller, project_id: int) -> bool:
-    if isinstance(caller, ApiKey):
-        return caller.project_id is None or caller.project_id == project_id
-    return user_service.can_access_project(db_session=db_session, user=caller, project_id=project_id)
 
 
 def visible_projects(*, db_session: Session, caller: Caller) -> list[Project]:
@@ -200,9 +210,17 @@ def _check_owner(session: Session, caller: Caller, resource: Resource) -> None:
         raise ApiError(403, "X-API-Key", "this covers every project: use a key made without a project")
     if resource.owner is None:
         return
-    project_id = resource.owner(session)
-    if project_id is None or not can_see_project(db_session=session, caller=caller, project_id=project_id):
+    asks_membership = isinstance(caller, User) and caller.role != "admin"
+    owner = resource.owner(session, caller.id if asks_membership else None)
+    if owner is None or not _may_see(caller, owner):
         raise ApiError(404, resource.field, resource.missing)
+
+
+def _may_see(caller: Caller, owner: Owner) -> bool:
+    """Who may see a project's data: a key made for it or for every project; an admin; a member."""
+    if isinstance(caller, ApiKey):
+        return caller.project_id is None or caller.project_id == owner.project_id
+    return caller.role == "admin" or owner.member
 
 
 def _check_grant(caller: Caller, role: str, scope: str | None) -> None:

@@ -28,7 +28,7 @@ def counts_ingest(fn: F) -> F:
 
 
 def times_lease(fn: F) -> F:
-    """Observes how long each `lease_next_item(project=...)` call took."""
+    """Observes how long each lease (`lease_next_item` or `lease_and_describe`, `project=...`) took."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

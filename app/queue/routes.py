@@ -48,16 +48,16 @@ def next_item(
 
     The label page sends `holding` (the items it has open): the caller's other leases, left by closed pages,
     are served again first."""
-    lease = service.lease_next_item(
+    leased = service.lease_and_describe(
         db_session=session,
         project=project,
         user=user,
         lease_minutes=settings.lease_minutes,
         holding=None if body is None else body.holding,
     )
-    if lease is None:
+    if leased is None:
         return Response(status_code=204)
-    payload = service.item_payload(db_session=session, project=project, item_id=lease.item_id)
+    lease, payload = leased
     return LeasedItem.model_validate({"item": payload, "lease_expires_at": lease.expires_at})
 
 

@@ -177,19 +177,50 @@ def lease_next_item(
 
     PostgreSQL does it all in one statement (LEASE_SQL); SQLite, which has no SKIP LOCKED, in several steps
     guarded by a conditional UPDATE."""
+    lease = _take_lease(db_session, project, user, lease_minutes, holding, config)
+    _commit_lease(db_session)
+    return lease
+
+
+@metrics.times_lease
+def lease_and_describe(
+    *, db_session: Session, project: Project, user: User, lease_minutes: int, holding: list[int] | None = None
+) -> tuple[Lease, dict[str, Any]] | None:
+    """`lease_next_item` with the leased item as the label page shows it (`item_payload`), read in the lease's
+    own transaction: the connection is taken from the pool once (a checkout after the commit cost a ping and a
+    BEGIN of its own)."""
+    lease = _take_lease(db_session, project, user, lease_minutes, holding, QUEUE_CONFIG)
+    if lease is None:
+        _commit_lease(db_session)  # what expired on the way is given back all the same
+        return None
+    payload = item_payload(db_session=db_session, project=project, item_id=lease.item_id)
+    _commit_lease(db_session)
+    return lease, payload
+
+
+def _take_lease(
+    db_session: Session,
+    project: Project,
+    user: User,
+    lease_minutes: int,
+    holding: list[int] | None,
+    config: QueueConfig,
+) -> Lease | None:
     if is_postgres(db_session):
-        lease = _lease_in_one_statement(db_session, project, user, lease_minutes, holding, config)
-        db_session.commit()  # soft state: LEASE_SQL turned synchronous commit off
-        return lease
+        return _lease_in_one_statement(db_session, project, user, lease_minutes, holding, config)
     expire_leases(db_session=db_session, project_id=project.id)
     expires_at = utcnow() + timedelta(minutes=lease_minutes)
     lease = None
     if holding is not None:
         lease = _reclaim_own_lease(db_session, project, user, exclude=set(holding), expires_at=expires_at)
-    if lease is None:
-        lease = _lease_pending(db_session, project, user, expires_at, config)
-    commit_soft_state(db_session)
-    return lease
+    return lease or _lease_pending(db_session, project, user, expires_at, config)
+
+
+def _commit_lease(db_session: Session) -> None:
+    if is_postgres(db_session):
+        db_session.commit()  # soft state: LEASE_SQL turned synchronous commit off for its transaction
+    else:
+        commit_soft_state(db_session)
 
 
 # The candidate rows: the project's pending items and lapsed leases (served as if expiry had run first), not

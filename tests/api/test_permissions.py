@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from app.auth.models import SCOPES
 from app.auth.permissions import PUBLIC_FRAMEWORK_PATHS, AccessRule, access_rules_of
@@ -349,3 +349,28 @@ def test_the_image_proxy_for_a_referenced_item_follows_its_rule_for_every_person
 def ingest_item_id(world: World, key: str) -> int:
     client = TestClient(world.app, headers={"X-API-Key": key})
     return client.get("/api/v1/projects/beta/items/referenced").json()["id"]
+
+
+def test_the_access_check_reads_the_callers_membership_in_the_resources_own_query(app, db):
+    """The project and whether the caller belongs to it come back in one statement (the lease path's access
+    check costs no query of its own), and the answer still depends on the membership: a member gets the
+    project, a non-member the same 404 as for a missing one."""
+    project = make_project(db, name="own-query")
+    make_user(db, "member-of-it", project=project)
+    make_user(db, "not-a-member")
+    member_client, stranger_client = logged_in(app, "member-of-it"), logged_in(app, "not-a-member")
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    event.listen(app.state.engine, "before_cursor_execute", record)
+    try:
+        member = member_client.get("/api/v1/projects/own-query/progress")
+        asked = [s for s in statements if "project_members" in s]
+        stranger = stranger_client.get("/api/v1/projects/own-query/progress")
+    finally:
+        event.remove(app.state.engine, "before_cursor_execute", record)
+    assert member.status_code == 200, member.text
+    assert len(asked) == 1 and "FROM projects" in asked[0], asked
+    assert stranger.status_code == 404 and stranger.json()["errors"][0]["field"] == "project"
