@@ -46,6 +46,15 @@ def add_environment_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_baseline_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--baseline-root",
+        type=Path,
+        default=os.environ.get("HARDCASE_BENCH_BASELINE_ROOT"),
+        help="a checkout of older code measured in the same run (env HARDCASE_BENCH_BASELINE_ROOT)",
+    )
+
+
 def apply_environment_options(args: argparse.Namespace) -> None:
     os.environ["HARDCASE_BENCH_PG"] = args.pg_admin_url
     os.environ["HARDCASE_BENCH_REDIS"] = args.redis_url

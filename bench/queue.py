@@ -50,6 +50,7 @@ from app.projects.service import create as create_project
 from app.users.service import add_member
 from bench.common import (
     REPO_ROOT,
+    add_baseline_option,
     add_environment_options,
     api_server,
     apply_environment_options,
@@ -466,12 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         "0: after every label, as the page did before); unset: the lease path alone",
     )
     parser.add_argument("--database", help="an existing database to load once and reuse (not dropped)")
-    parser.add_argument(
-        "--baseline-root",
-        type=Path,
-        default=os.environ.get("HARDCASE_BENCH_BASELINE_ROOT"),
-        help="a checkout of older code measured in the same run (env HARDCASE_BENCH_BASELINE_ROOT)",
-    )
+    add_baseline_option(parser)
     add_environment_options(parser)
     args = parser.parse_args(argv)
     apply_environment_options(args)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import statistics
 import time
 from collections import defaultdict
@@ -25,6 +24,7 @@ import httpx
 
 from bench.common import (
     REPO_ROOT,
+    add_baseline_option,
     add_environment_options,
     api_server,
     apply_environment_options,
@@ -97,12 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", type=int, default=300, help="next + submit pairs per round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--username", default="annotator0", help="one of the annotators bench.queue made")
-    parser.add_argument(
-        "--baseline-root",
-        type=Path,
-        default=os.environ.get("HARDCASE_BENCH_BASELINE_ROOT"),
-        help="a checkout of older code measured in the same run (env HARDCASE_BENCH_BASELINE_ROOT)",
-    )
+    add_baseline_option(parser)
     add_environment_options(parser)
     args = parser.parse_args(argv)
     apply_environment_options(args)
