@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request
 from pydantic import Field
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.auth import keys as key_service
 from app.auth.models import ApiKey, User
@@ -61,10 +62,15 @@ def remember_located_project(session: Session, project: Project | None) -> None:
     session.info[LOCATED_PROJECT] = project
 
 
-def get_project(session: SessionDep, project: Annotated[str, Path(description="project name")]) -> Project:
+async def get_project(
+    session: SessionDep, project: Annotated[str, Path(description="project name")]
+) -> Project:
+    """The route's project. Async: the access rule has located it already on every project route, and a sync
+    dependency would cost a hand-off to a worker thread and back for a dictionary lookup."""
     located = session.info.get(LOCATED_PROJECT)
     found = located if located is not None and located.name == project else None
-    found = found or project_service.get_by_name(db_session=session, name=project)
+    if found is None:
+        found = await run_in_threadpool(project_service.get_by_name, db_session=session, name=project)
     if found is None:
         raise ApiError(404, "project", f"unknown project {project!r}")
     return found

@@ -36,6 +36,7 @@ from ml.scoring.strategy import (
     blend_priority,
     hardness_for_item,
     rank_matrix,
+    reasons_from_measures,
     stable_random,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "hamming_distance",
     "hard_votes",
     "hardness_for_item",
+    "reasons_from_measures",
     "is_near_duplicate",
     "k_center_greedy",
     "kmeans_pp_seeding",

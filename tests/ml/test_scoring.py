@@ -226,3 +226,30 @@ def test_a_large_matrix_with_missing_scores_ranks_to_finite_priorities():
     h = rank_matrix(P, ["yolo", "vlm", "clf"], threshold=0.45, strategy=StrategyConfig())
     assert h.priority.shape == (200_000,)
     assert np.isfinite(h.priority).all()
+
+
+def test_reasons_from_stored_measures_say_what_ranking_the_item_again_says() -> None:
+    """The label page builds a binary item's reasons from the measures its ranking stored and each model's
+    score, instead of ranking the item again: over random items (one to four models, some silent, boxes or
+    none, every strategy, thresholds across the range) both give the same reasons."""
+    rng = np.random.default_rng(7)
+    for case in range(300):
+        names = [f"m{j}" for j in range(rng.integers(1, 5))]
+        values = [
+            None if rng.random() < 0.2 else float(rng.choice([rng.random(), 0.5, 0.0, 1.0])) for _ in names
+        ]
+        if all(v is None for v in values):
+            continue
+        threshold = float(rng.uniform(0.05, 0.95))
+        strategy = StrategyConfig(name=scoring.STRATEGIES[case % len(scoring.STRATEGIES)])
+        boxes = np.array([rng.choice([0.0, float(rng.random())])])
+        matrix = np.array([[np.nan if v is None else v for v in values]])
+        ranked = rank_matrix(matrix, names, threshold=threshold, strategy=strategy, box_disagreement=boxes)
+        measures = {
+            name: float(getattr(ranked, name)[0])
+            for name in ("mean_score", "margin", "threshold_distance", "vote_ratio", "box_disagreement")
+        }
+        scores = dict(zip(names, values, strict=True))
+        assert scoring.reasons_from_measures(
+            measures, scores, threshold=threshold, strategy=strategy
+        ) == ranked.reasons_for(0), (scores, threshold, strategy.name)
