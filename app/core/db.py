@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING = {
@@ -51,12 +53,38 @@ def make_engine(url: str, *, sqlite_immediate: bool = True) -> Engine:
         url,
         pool_size=10,
         max_overflow=20,
-        pool_pre_ping=True,
         pool_timeout=10,
         connect_args={"connect_timeout": 5},
     )
     event.listen(engine, "connect", _fast_json_loads)
+    _ping_connections_that_sat_idle(engine)
     return engine
+
+
+# A pooled connection unused for this long is pinged before it is handed out, and replaced if the ping fails
+# (a database restart, a dropped link). One that served a request within this time is handed out as it is:
+# pinging every checkout was a round trip and 0.3 ms of every request. If such a connection died in that
+# second, the one request that takes it gets a 503 (nothing acknowledged is lost), and SQLAlchemy then
+# replaces every older connection of the pool at its next checkout.
+PING_IF_IDLE_S = 1.0
+_IDLE_SINCE = "hardcase.idle_since"
+
+
+def _ping_connections_that_sat_idle(engine: Engine) -> None:
+    def stamp(dbapi_conn, record, *_args) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    def ping_if_idle(dbapi_conn, record, _proxy) -> None:
+        if time.monotonic() - record.info.get(_IDLE_SINCE, 0.0) < PING_IF_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError("a pooled connection failed its ping") from exc  # the pool reconnects
+
+    event.listen(engine, "connect", stamp)
+    event.listen(engine, "checkin", stamp)
+    event.listen(engine, "checkout", ping_if_idle)
 
 
 def json_loads(data: str | bytes) -> Any:
