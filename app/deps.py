@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -28,12 +28,18 @@ async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's session. Async: making a session and closing one that holds no connection touch no
+    database, and as a sync dependency each cost a hand-off to a worker thread and back; closing one that
+    still holds a transaction (a rollback) runs on a worker thread, off the event loop."""
     session = request.app.state.sessionmaker()
     try:
         yield session
     finally:
-        session.close()
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 async def get_blobs(request: Request) -> BlobStore:

@@ -434,7 +434,7 @@ def _rerank_postgres(db_session: Session, project: Project, chunk: int, workers:
         models = _project_models(cursor, project.id)
         starts = _chunk_starts(cursor, project.id, chunk) if workers > 1 else []
     db_session.commit()  # what the caller's session held, as the first chunk's commit did
-    db_session.refresh(project)  # the chunk threads read its settings: loaded here, never lazily from a thread
+    db_session.refresh(project)  # chunk threads read its settings: loaded here, not lazily from a thread
     items = created = after = 0
     engine = db_session.get_bind()
     if len(starts) > 1 and isinstance(engine, Engine):

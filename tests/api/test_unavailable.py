@@ -16,7 +16,7 @@ from app.core import db as app_db
 from app.core.config import Settings
 from app.jobs.models import QUEUED, Job
 from app.main import create_app
-from tests.utils.accounts import logged_in, make_user
+from tests.utils.accounts import logged_in, make_user, seed_project
 from tests.utils.factories import make_project
 from tests.utils.labeled_data import client_as, seed_labeled_items
 
@@ -160,3 +160,17 @@ def test_a_connection_that_died_while_in_use_costs_one_503_and_the_pool_reconnec
     failed = client.get("/api/v1/auth/me")
     assert failed.status_code == 503 and "psycopg" not in failed.text, failed.text
     assert client.get("/api/v1/auth/me").status_code == 200
+
+
+def test_every_request_gives_its_connection_back_whether_it_committed_or_only_read(app, db, client):
+    """The request's session is made and, when it holds no transaction, closed on the event loop; one still in
+    a transaction is rolled back on a worker thread. Either way no connection stays checked out: a lease
+    (which commits), a read of the counts and a refused request leave the pool as they found it."""
+    project, _ = seed_project(db, client, {"a": {"m1": 0.4, "m2": 0.7}, "b": {"m1": 0.5, "m2": 0.5}})
+    make_user(db, "pooled", project=project)
+    annotator = logged_in(app, "pooled")
+    base = f"/api/v1/projects/{project.name}"
+    assert annotator.post(f"{base}/queue/next").status_code == 200
+    assert annotator.get(f"{base}/progress").status_code == 200
+    assert annotator.get("/api/v1/projects/nowhere/progress").status_code == 404
+    assert app.state.engine.pool.checkedout() == 0
