@@ -11,7 +11,7 @@ from app.demo import seed_demo
 from app.ingest.models import Item, Prediction
 from app.projects.service import get_by_name
 from app.queue.models import Hardness
-from app.users.service import can_access_project
+from app.users.service import visible_projects
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -25,7 +25,7 @@ def test_the_demo_project_is_ranked_and_open_to_every_demo_account(settings, db)
     assert db.scalar(select(func.count()).select_from(Item).where(Item.sha256.is_(None))) == 0
     for username in ("admin", "reviewer", "annotator"):
         user = get_by_username(db_session=db, username=username)
-        assert can_access_project(db_session=db, user=user, project_id=project.id), username
+        assert project in visible_projects(db_session=db, user=user), username
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

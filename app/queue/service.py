@@ -26,6 +26,7 @@ from app.projects.service import takes_boxes
 from app.queue.models import Hardness, QueueCursor, QueueSkip
 from app.queue.ranking import prediction_value, ranking_threshold, strategy_of
 from ml.scoring import (
+    REASON_MEASURES,
     ItemSignature,
     hardness_for_item,
     is_near_duplicate,
@@ -521,15 +522,12 @@ def _latest_by_model(predictions: list[Prediction]) -> list[Prediction]:
     return sorted(latest.values(), key=lambda p: p.model)
 
 
-_REASON_MEASURES = ("mean_score", "margin", "threshold_distance", "vote_ratio", "box_disagreement")
-
-
 def _stored_measures(project: Project, hardness: Hardness, scores: dict[str, Any]) -> dict[str, float] | None:
     """The measures the item's ranking stored, where they describe its current predictions: a binary project,
     the same number of scoring models. Otherwise (multiclass, or not scored since) None: rank it again."""
     if project.kind != "binary" or hardness.n_models != sum(v is not None for v in scores.values()):
         return None
-    measures = {name: getattr(hardness, name) for name in _REASON_MEASURES}
+    measures = {name: getattr(hardness, name) for name in REASON_MEASURES}
     return None if any(value is None for value in measures.values()) else measures
 
 
@@ -538,10 +536,9 @@ def _reasons(project: Project, hardness: Hardness, predictions: list[Prediction]
     come first. Ranking does not store the measure reasons: one Python call per item would dominate ingest."""
     stored = list(hardness.reasons or [])
     scores = {p.model: prediction_value(project, p.score, p.probs) for p in predictions}
-    measures = _stored_measures(project, hardness, scores)
     if not scores:
         computed = ["no model scored it"]
-    elif measures is not None:
+    elif (measures := _stored_measures(project, hardness, scores)) is not None:
         computed = reasons_from_measures(
             measures, scores, threshold=ranking_threshold(project), strategy=strategy_of(project)
         )

@@ -98,13 +98,6 @@ def members_of(*, db_session: Session, project_id: int) -> list[User]:
     )
 
 
-def can_access_project(*, db_session: Session, user: User, project_id: int) -> bool:
-    """Admins see every project; annotators and reviewers only the projects they are assigned to."""
-    if user.role == "admin":
-        return True
-    return db_session.get(ProjectMember, {"project_id": project_id, "user_id": user.id}) is not None
-
-
 def visible_projects(*, db_session: Session, user: User) -> list[Project]:
     query = select(Project).order_by(Project.id)
     if user.role != "admin":

@@ -29,6 +29,7 @@ from ml.scoring.measures import (
 from ml.scoring.strategy import (
     COMPONENTS,
     DEFAULT_WEIGHTS,
+    REASON_MEASURES,
     STRATEGIES,
     HardnessArrays,
     ItemHardness,
@@ -60,6 +61,7 @@ __all__ = [
     "hard_votes",
     "hardness_for_item",
     "reasons_from_measures",
+    "REASON_MEASURES",
     "is_near_duplicate",
     "k_center_greedy",
     "kmeans_pp_seeding",

@@ -260,6 +260,10 @@ def rank_matrix(
     )
 
 
+# What `reasons_from_measures` reads of a stored ranking (besides each model's score).
+REASON_MEASURES = ("mean_score", "margin", "threshold_distance", "vote_ratio", "box_disagreement")
+
+
 def reasons_from_measures(
     measures: dict[str, float],
     member_scores: dict[str, float | None],
@@ -267,9 +271,9 @@ def reasons_from_measures(
     threshold: float,
     strategy: StrategyConfig,
 ) -> list[str]:
-    """A binary item's reasons from the measures its ranking stored (`mean_score`, `margin`,
-    `threshold_distance`, `vote_ratio`, `box_disagreement`) and each model's P(positive): what `rank_matrix`
-    says of it, without ranking the one item again (half a millisecond of numpy on every lease)."""
+    """A binary item's reasons from the measures its ranking stored (`REASON_MEASURES`) and each model's
+    P(positive): what `rank_matrix` says of it, without ranking the one item again (half a millisecond of numpy
+    on every lease)."""
     scores = np.array([[np.nan if v is None else float(v) for v in member_scores.values()]])
     one = {key: np.array([float(value)]) for key, value in measures.items()}
     nothing = np.zeros(1)

@@ -245,10 +245,7 @@ def test_reasons_from_stored_measures_say_what_ranking_the_item_again_says() -> 
         boxes = np.array([rng.choice([0.0, float(rng.random())])])
         matrix = np.array([[np.nan if v is None else v for v in values]])
         ranked = rank_matrix(matrix, names, threshold=threshold, strategy=strategy, box_disagreement=boxes)
-        measures = {
-            name: float(getattr(ranked, name)[0])
-            for name in ("mean_score", "margin", "threshold_distance", "vote_ratio", "box_disagreement")
-        }
+        measures = {name: float(getattr(ranked, name)[0]) for name in scoring.REASON_MEASURES}
         scores = dict(zip(names, values, strict=True))
         assert scoring.reasons_from_measures(
             measures, scores, threshold=threshold, strategy=strategy
