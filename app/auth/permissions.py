@@ -23,13 +23,14 @@ Lists are filtered by the same visibility (`visible_projects`): nobody lists a p
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, Path, Request
-from sqlalchemy import exists, false, select
+from sqlalchemy import Select, bindparam, exists, false, select
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
@@ -89,22 +90,34 @@ class Resource:
     missing: str = ""
 
 
-def _membership(project_id, user_id: int | None):
-    """A column saying whether `user_id` is a member of the project `project_id` (a column expression)."""
-    if user_id is None:
-        return false()
-    return exists().where(ProjectMember.project_id == project_id, ProjectMember.user_id == user_id)
+def _membership(project_id):
+    """A column saying whether the user bound as `user_id` is a member of the project `project_id`."""
+    return exists().where(
+        ProjectMember.project_id == project_id, ProjectMember.user_id == bindparam("user_id")
+    )
 
 
-def _owner_in(model, project: str, *conditions) -> OwnerLookup:
-    """The project of the `model` row matching `conditions` inside the named project (`model` None: the project
+@functools.cache
+def _owner_query(model, key: str | None, asks_membership: bool) -> Select:
+    """Locates the `model` row whose `key` column is bound as `key`, inside the project bound as `project`
+    (`model` None: the project itself). Built once per kind of resource: building and keying a statement cost
+    more than running it."""
+    query = select(Project, _membership(Project.id) if asks_membership else false())
+    query = query.where(Project.name == bindparam("project"))
+    if model is not None:
+        query = query.join(model, model.project_id == Project.id).where(
+            getattr(model, key) == bindparam("key")
+        )
+    return query.limit(1)
+
+
+def _owner_in(model, project: str, key: str | None = None, value: object = None) -> OwnerLookup:
+    """The project of the `model` row whose `key` is `value` inside the named project (`model` None: the project
     itself). The project row comes with it and is remembered for the route's `ProjectDep` (one query less)."""
 
     def owner(session: Session, user_id: int | None) -> Owner | None:
-        query = select(Project, _membership(Project.id, user_id)).where(Project.name == project, *conditions)
-        if model is not None:
-            query = query.join(model, model.project_id == Project.id)
-        found = session.execute(query.limit(1)).first()
+        query = _owner_query(model, key, user_id is not None)
+        found = session.execute(query, {"project": project, "key": value, "user_id": user_id}).first()
         remember_located_project(session, None if found is None else found[0])
         return None if found is None else Owner(found[0].id, found[1])
 
@@ -127,42 +140,48 @@ async def project_resource(project: ProjectName) -> Resource:
 
 async def item_resource(project: ProjectName, item_id: IdPath) -> Resource:
     missing = f"no item {item_id} in project {project!r}"
-    return Resource("item", _owner_in(Item, project, Item.id == item_id), "item_id", missing)
+    return Resource("item", _owner_in(Item, project, "id", item_id), "item_id", missing)
 
 
 async def external_item_resource(project: ProjectName, external_id: str) -> Resource:
     missing = f"no item {external_id!r} in project {project!r}"
-    owner = _owner_in(Item, project, Item.external_id == external_id)
+    owner = _owner_in(Item, project, "external_id", external_id)
     return Resource("item", owner, "external_id", missing)
 
 
 async def annotation_resource(project: ProjectName, annotation_id: IdPath) -> Resource:
     missing = f"no annotation {annotation_id} in project {project!r}"
-    owner = _owner_in(Annotation, project, Annotation.id == annotation_id)
+    owner = _owner_in(Annotation, project, "id", annotation_id)
     return Resource("annotation", owner, "annotation_id", missing)
 
 
 async def dataset_version_resource(project: ProjectName, version: IdPath) -> Resource:
     missing = f"project {project!r} has no dataset version {version}"
-    owner = _owner_in(DatasetVersion, project, DatasetVersion.version == version)
+    owner = _owner_in(DatasetVersion, project, "version", version)
     return Resource("dataset_version", owner, "dataset_version", missing)
 
 
 async def model_version_resource(project: ProjectName, version: IdPath) -> Resource:
     missing = f"project {project!r} has no model version {version}"
-    owner = _owner_in(ModelVersion, project, ModelVersion.version == version)
+    owner = _owner_in(ModelVersion, project, "version", version)
     return Resource("model_version", owner, "version", missing)
 
 
 async def loop_run_resource(project: ProjectName, run_id: IdPath) -> Resource:
     missing = f"project {project!r} has no loop run {run_id}"
-    return Resource("loop_run", _owner_in(LoopRun, project, LoopRun.id == run_id), "run_id", missing)
+    return Resource("loop_run", _owner_in(LoopRun, project, "id", run_id), "run_id", missing)
+
+
+@functools.cache
+def _job_owner_query(asks_membership: bool) -> Select:
+    membership = _membership(Job.project_id) if asks_membership else false()
+    return select(Job.project_id, membership).where(Job.id == bindparam("job"))
 
 
 async def job_resource(job_id: IdPath) -> Resource:
     def owner(session: Session, user_id: int | None) -> Owner | None:
-        query = select(Job.project_id, _membership(Job.project_id, user_id)).where(Job.id == job_id)
-        found = session.execute(query).first()
+        query = _job_owner_query(user_id is not None)
+        found = session.execute(query, {"job": job_id, "user_id": user_id}).first()
         return None if found is None else Owner(*found)
 
     return Resource("job", owner, "job", f"no job {job_id}")

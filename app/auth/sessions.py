@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import User, UserSession
@@ -93,18 +93,23 @@ def read_session(request: Request, secret_key: str) -> SessionData | None:
         return None  # a forged, expired or pre-revocation cookie is simply no session
 
 
+# Built once: building and keying the statement per request cost as much as running it.
+_SESSION_USER_QUERY = (
+    select(User)
+    .join(UserSession, UserSession.user_id == User.id)
+    .where(
+        UserSession.id == bindparam("session_digest"),
+        UserSession.user_id == bindparam("user_id"),
+        UserSession.expires_at > bindparam("now"),
+        User.is_active.is_(True),
+    )
+)
+
+
 def load_session_user(*, db_session: Session, data: SessionData) -> User | None:
     """The active user whose unexpired session row the cookie names; one indexed lookup."""
-    return db_session.scalar(
-        select(User)
-        .join(UserSession, UserSession.user_id == User.id)
-        .where(
-            UserSession.id == _digest(data.session_id),
-            UserSession.user_id == data.user_id,
-            UserSession.expires_at > utcnow(),
-            User.is_active.is_(True),
-        )
-    )
+    params = {"session_digest": _digest(data.session_id), "user_id": data.user_id, "now": utcnow()}
+    return db_session.scalar(_SESSION_USER_QUERY, params)
 
 
 async def csrf_ok(request: Request, session: SessionData) -> bool:

@@ -10,7 +10,7 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
@@ -146,13 +146,19 @@ def consensus_for_items(
     return {i: decide(i, project.overlap, annotations.get(i, []), reviews.get(i)) for i in ids}
 
 
-def _has_open_flag(db_session: Session, item_id: int) -> bool:
-    return (
-        db_session.scalar(
-            select(Flag.id).where(Flag.item_id == item_id, Flag.resolved_by_review_id.is_(None)).limit(1)
-        )
-        is not None
-    )
+# What `refresh_item_status` reads of one item on every label, built once (building and keying a statement per
+# call cost as much as running it). The item id implies the project.
+_ITEM_ANNOTATIONS = (
+    select(Annotation)
+    .where(Annotation.item_id == bindparam("item_id"), Annotation.state == "current")
+    .order_by(Annotation.id)
+)
+_ITEM_LATEST_REVIEW = (
+    select(Review).where(Review.item_id == bindparam("item_id")).order_by(Review.id.desc()).limit(1)
+)
+_ITEM_OPEN_FLAG = (
+    select(Flag.id).where(Flag.item_id == bindparam("item_id"), Flag.resolved_by_review_id.is_(None)).limit(1)
+)
 
 
 def refresh_item_status(
@@ -161,10 +167,11 @@ def refresh_item_status(
     """Queue status from the labels: done when decided, review on a tie or an open flag, else back in the pool.
     `release_lease` clears the item's lease first (a label was just given). Everything is read before the row
     changes, so the row is written once, at commit, not once per query's autoflush."""
-    annotations = current_annotations(db_session, project.id, [hardness.item_id]).get(hardness.item_id, [])
-    review = latest_reviews(db_session, project.id, [hardness.item_id]).get(hardness.item_id)
+    item = {"item_id": hardness.item_id}
+    annotations = list(db_session.scalars(_ITEM_ANNOTATIONS, item))
+    review = db_session.scalar(_ITEM_LATEST_REVIEW, item)
     consensus = decide(hardness.item_id, project.overlap, annotations, review)
-    open_flag = consensus.source != "review" and _has_open_flag(db_session, hardness.item_id)
+    open_flag = consensus.source != "review" and db_session.scalar(_ITEM_OPEN_FLAG, item) is not None
     if release_lease:
         _clear_lease(hardness)
     hardness.annotation_count = len(annotations)
