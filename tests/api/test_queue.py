@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import event, select, update
 
 from app.core.db import utcnow
+from app.queue import service as queue_service
 from app.queue.models import Hardness
 from app.queue.service import item_payload
 from tests.utils.accounts import (
@@ -22,6 +23,7 @@ from tests.utils.accounts import (
 from tests.utils.factories import b64, item, make_key, make_project, png_bytes
 
 NEXT = "/api/v1/projects/roadwork/queue/next"
+PROGRESS = "/api/v1/projects/roadwork/progress"
 
 
 def hardness(db, item_id: int) -> Hardness:
@@ -200,6 +202,28 @@ def test_progress_counts_the_pool_and_the_users_work(app, client, db):
         "agreement_rate": None,  # nobody else labeled the item: no agreement figure, not 100%
         "daily_goal": 0,
     }
+
+
+def test_a_large_pools_counts_are_reused_for_seconds_while_the_users_own_work_is_always_counted(
+    app, client, db, monkeypatch
+):
+    """At a million items counting the pool costs more than a label: a pool at or over the threshold is counted
+    at most every POOL_COUNTS_MAX_AGE_S, and the caller's own counts stay exact."""
+    project, _ = seed_project(db, client, spread_scores(3))
+    make_user(db, "ann", project=project)
+    ann = logged_in(app, "ann")
+    monkeypatch.setattr(queue_service, "_pool_counts", {})
+    monkeypatch.setattr(queue_service, "POOL_COUNTS_EXACT_BELOW", 3)  # these three items are a large pool
+    assert ann.get(PROGRESS).json()["queue_size"] == 3
+    leased = ann.post(NEXT).json()["item"]["id"]
+    ann.post(f"/api/v1/projects/roadwork/items/{leased}/annotations", json={"label": 1})
+
+    reused = ann.get(PROGRESS).json()
+    assert (reused["queue_size"], reused["labeled"], reused["done_total"]) == (3, 0, 1)
+
+    monkeypatch.setattr(queue_service, "POOL_COUNTS_MAX_AGE_S", 0.0)
+    counted = ann.get(PROGRESS).json()
+    assert (counted["queue_size"], counted["labeled"], counted["done_total"]) == (2, 1, 1)
 
 
 def test_the_image_streams_for_members_and_read_keys_and_a_url_is_refused_while_fetching_is_off(
