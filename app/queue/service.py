@@ -7,6 +7,7 @@ after each annotation until k people labeled it; an annotator never gets an item
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -670,21 +671,23 @@ class _PoolCounts:
 
 
 _pool_counts: dict[tuple[str, int], _PoolCounts] = {}
+_counting: dict[tuple[str, int], threading.Lock] = {}
 
 
 def status_counts(*, db_session: Session, project_id: int) -> dict[str, int]:
     """Queue rows per status; for a pool of POOL_COUNTS_EXACT_BELOW rows or more, as counted at most
     POOL_COUNTS_MAX_AGE_S ago by this process."""
     key = (str(db_session.get_bind().url), project_id)
-    cached = _pool_counts.get(key)
-    if cached is not None and time.monotonic() - cached.counted_at < POOL_COUNTS_MAX_AGE_S:
-        return dict(cached.counts)
-    counts = _count_statuses(db_session, project_id)
-    if sum(counts.values()) >= POOL_COUNTS_EXACT_BELOW:
-        _pool_counts[key] = _PoolCounts(time.monotonic(), counts)
-    else:
-        _pool_counts.pop(key, None)
-    return counts
+    with _counting.setdefault(key, threading.Lock()):  # requests arriving together wait for one count
+        cached = _pool_counts.get(key)
+        if cached is not None and time.monotonic() - cached.counted_at < POOL_COUNTS_MAX_AGE_S:
+            return dict(cached.counts)
+        counts = _count_statuses(db_session, project_id)
+        if sum(counts.values()) >= POOL_COUNTS_EXACT_BELOW:
+            _pool_counts[key] = _PoolCounts(time.monotonic(), counts)
+        else:
+            _pool_counts.pop(key, None)
+        return counts
 
 
 def _count_statuses(db_session: Session, project_id: int) -> dict[str, int]:
