@@ -23,7 +23,7 @@ from app.core.errors import ApiError
 from app.datasets.models import DatasetItem, DatasetVersion, HoldoutItem
 from app.datasets.schemas import DatasetFreeze, FreezeFilters
 from app.datasets.splits import choose_holdout, content_hash, val_split
-from app.ingest.models import Item, Prediction
+from app.ingest.models import PREDICTION_ANSWER, Item, Prediction
 from app.ingest.references import fetchable_now, queue_fetch, reason_summary, unstored_reasons
 from app.labels.service import Consensus, consensus_for_items
 from app.projects.models import Project
@@ -426,15 +426,7 @@ def freeze_dataset_version(
 # --- on disk ------------------------------------------------------------------------------------------------
 
 
-_PREDICTION_FIELDS = (
-    Prediction.item_id,
-    Prediction.model,
-    Prediction.model_version,
-    Prediction.score,
-    Prediction.probs,
-    Prediction.label,
-    Prediction.boxes,
-)
+_PREDICTION_FIELDS = (Prediction.item_id, *PREDICTION_ANSWER)
 _ITEM_FIELDS = (  # in this order: dataset_records unpacks the rows, metadata_of takes the middle eight
     Item.id,
     Item.external_id,

@@ -57,3 +57,14 @@ class Prediction(Base):
     embedding: Mapped[list | None]
     extra: Mapped[dict] = mapped_column(default=dict)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# What one model said of an item, as exports and the label page read it (with whatever keys they need).
+PREDICTION_ANSWER = (
+    Prediction.model,
+    Prediction.model_version,
+    Prediction.score,
+    Prediction.probs,
+    Prediction.label,
+    Prediction.boxes,
+)

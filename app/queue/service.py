@@ -20,13 +20,13 @@ from sqlalchemy.orm import Session
 from app.auth.models import User
 from app.core.db import commit_soft_state, is_postgres, utcnow
 from app.core.errors import ApiError
-from app.ingest.models import Item, Prediction
+from app.ingest.models import PREDICTION_ANSWER, Item, Prediction
 from app.labels.models import Annotation
 from app.metrics import events as metrics
 from app.projects.models import Project
 from app.projects.service import takes_boxes
 from app.queue.models import STATUSES, Hardness, QueueCursor, QueueSkip
-from app.queue.ranking import prediction_value, ranking_threshold, strategy_of
+from app.queue.ranking import MEASURE_COLUMNS, prediction_value, ranking_threshold, strategy_of
 from ml.scoring import (
     REASON_MEASURES,
     ItemSignature,
@@ -50,17 +50,8 @@ class QueueConfig:
 
 
 QUEUE_CONFIG = QueueConfig()
-# The measures the label page shows for an item, in this order.
-PAYLOAD_MEASURES = (
-    "priority",
-    "mean_score",
-    "entropy",
-    "margin",
-    "disagreement",
-    "threshold_distance",
-    "vote_ratio",
-    "box_disagreement",
-)
+# The measures the label page shows for an item: the stored ones but the scores' spread, and the boxes'.
+PAYLOAD_MEASURES = (*(name for name in MEASURE_COLUMNS if name != "score_std"), "box_disagreement")
 
 
 @dataclass(frozen=True)
@@ -601,12 +592,7 @@ _PAYLOAD_QUERY = (
         Hardness.status,
         Hardness.annotation_count,
         Prediction.id.label("prediction_id"),
-        Prediction.model,
-        Prediction.model_version,
-        Prediction.score,
-        Prediction.probs,
-        Prediction.label,
-        Prediction.boxes,
+        *PREDICTION_ANSWER,
     )
     .join(Hardness, Hardness.item_id == Item.id)
     .outerjoin(Prediction, Prediction.item_id == Item.id)
