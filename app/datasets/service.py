@@ -650,9 +650,16 @@ def _files_in_order(folder: Path) -> list[str]:
     return sorted(found, key=lambda path: path.split(os.sep))
 
 
+# Images up to this size are zipped from one read; larger ones stream, so memory stays bounded.
+STORE_IN_ONE_READ_MAX = 8 * 2**20
+
+
 def _store(zf: zipfile.ZipFile, path: str, name: str) -> None:
     """An uncompressed entry written from one read (`ZipFile.write` copies a small file in several steps)."""
     entry = zipfile.ZipInfo.from_file(path, name)
     entry.compress_type = zipfile.ZIP_STORED
+    if entry.file_size > STORE_IN_ONE_READ_MAX:
+        zf.write(path, name, compress_type=zipfile.ZIP_STORED)
+        return
     with open(path, "rb") as fh:
         zf.writestr(entry, fh.read())

@@ -222,3 +222,38 @@ def test_jsonl_export_rows_carry_each_items_own_metadata_and_image(app, db):
         assert row["external_id"] == item.external_id and row["image"].endswith(
             stored_sha(item.image_uri, item.sha256)
         )
+
+
+def test_zip_directory_keeps_every_file_in_path_order_stores_images_and_streams_large_ones(
+    tmp_path, monkeypatch
+):
+    """Names are relative to the folder's parent, in pathlib's part-by-part order ("a/b/x" before "a/b-c");
+    images are stored, not deflated; an image above the one-read limit is streamed with the same bytes."""
+    from app.datasets import service
+
+    folder = tmp_path / "export"
+    files = {
+        "a/b/x.json": b'{"x": 1}' * 50,
+        "a/b-c/small.jpg": b"\xff\xd8\xff" + bytes(range(256)),
+        "a/large.png": b"\x89PNG\r\n\x1a\n" + bytes(5000),
+        "top.txt": b"hello",
+    }
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    monkeypatch.setattr(service, "STORE_IN_ONE_READ_MAX", 1000)  # large.png streams
+
+    service.zip_directory(folder, tmp_path / "out.zip")
+
+    with zipfile.ZipFile(tmp_path / "out.zip") as archive:
+        entries = archive.infolist()
+        assert [e.filename for e in entries] == [
+            "export/a/b/x.json",
+            "export/a/b-c/small.jpg",
+            "export/a/large.png",
+            "export/top.txt",
+        ]
+        assert {e.filename: archive.read(e) for e in entries} == {f"export/{n}": d for n, d in files.items()}
+        kinds = {e.filename.rsplit(".", 1)[1]: e.compress_type for e in entries}
+        assert kinds == {"json": zipfile.ZIP_DEFLATED, "jpg": zipfile.ZIP_STORED, "png": zipfile.ZIP_STORED,
+                         "txt": zipfile.ZIP_DEFLATED}  # fmt: skip
