@@ -15,6 +15,7 @@ class BlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._prefix = os.path.join(os.fspath(root), "")  # "<root>/": blob paths are built by concatenation
 
     def path_for(self, sha256: str) -> Path:
         return Path(self.path_text(sha256))
@@ -22,7 +23,7 @@ class BlobStore:
     def path_text(self, sha256: str) -> str:
         """Where the blob lives, as a string: `ab/cd/<sha256>` under the root (an export asks for every image of
         a version, and pathlib objects cost more than the lookups)."""
-        return os.path.join(self.root, sha256[:2], sha256[2:4], sha256)
+        return f"{self._prefix}{sha256[:2]}{os.sep}{sha256[2:4]}{os.sep}{sha256}"
 
     def put(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
