@@ -632,34 +632,46 @@ def export_archive(
     archive.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
         out = Path(tmp) / f"{project.name}-v{version.version}-{fmt}"
-        export_dataset(dataset, fmt, out)
+        images: dict[str, str] = {}  # path in the export -> the image's file, zipped from there
+
+        def add_image(source: str, target: str) -> None:
+            images[target] = source
+
+        export_dataset(dataset, fmt, out, link=add_image)
         staged = Path(tmp) / "export.zip"
-        zip_directory(out, staged)
+        zip_directory(out, staged, images)
         os.replace(staged, archive)
     return archive
 
 
-def zip_directory(folder: Path, archive: Path) -> None:
+def zip_directory(folder: Path, archive: Path, images: dict[str, str] | None = None) -> None:
     """Zips `folder` with paths relative to its parent, in a stable order (on strings: a COCO export zips
-    every image of the version, and pathlib objects per file were a sixth of it)."""
+    every image of the version, and pathlib objects per file were a sixth of it). `images` adds files that
+    belong below `folder` but lie elsewhere (path in the export -> file), as if they had been linked there."""
     from ml.exports._files import IMAGE_SUFFIXES
 
     base = os.fspath(folder.parent)
+    prefix = os.path.join(base, "")
+    found = {os.fspath(folder): os.fspath(folder)} if folder.is_file() else _files_below(folder)
+    found.update(images or {})
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for path in [os.fspath(folder)] if folder.is_file() else _files_in_order(folder):
-            name = os.path.relpath(path, base).replace(os.sep, "/")
+        for path in sorted(found, key=lambda path: path.split(os.sep)):  # as pathlib orders paths
+            relative = path[len(prefix) :] if path.startswith(prefix) else os.path.relpath(path, base)
+            name = relative.replace(os.sep, "/")
             if os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES:
-                _store(zf, path, name)  # compressed already: deflating again costs time and saves nothing
+                _store(zf, found[path], name)  # compressed already: deflating again costs time, saves nothing
             else:
-                zf.write(path, name, compress_type=zipfile.ZIP_DEFLATED)
+                zf.write(found[path], name, compress_type=zipfile.ZIP_DEFLATED)
 
 
-def _files_in_order(folder: Path) -> list[str]:
-    """Every file below `folder`, ordered as pathlib orders paths (part by part)."""
-    found = []
+def _files_below(folder: Path) -> dict[str, str]:
+    """Every file below `folder`, each as its own source."""
+    found = {}
     for root, _dirs, files in os.walk(folder):
-        found.extend(os.path.join(root, name) for name in files)
-    return sorted(found, key=lambda path: path.split(os.sep))
+        for name in files:
+            path = os.path.join(root, name)
+            found[path] = path
+    return found
 
 
 # Images up to this size are zipped from one read; larger ones stream, so memory stays bounded.

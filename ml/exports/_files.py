@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,11 @@ def image_suffix(path: Path | str) -> str:
 
     with Image.open(text) as image:
         return FORMAT_SUFFIXES.get(image.format or "", ".jpg")
+
+
+# Puts an image (source) at a path of the export (target). Exports written to a folder link them (`link_image`);
+# an archive records the pairs and zips each image from its source, with no link made and removed per image.
+ImageLinker = Callable[[str, str], None]
 
 
 def link_image(source: Path | str, target: Path | str) -> None:

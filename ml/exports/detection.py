@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import yaml
 from ml.dataset import SPLITS, DatasetInfo, DatasetRecord, DatasetVersionDir
 from ml.exports._files import (
     SPLIT_DIRS,
+    ImageLinker,
     box_class_names,
     export_file_name,
     has_box_annotation,
@@ -37,7 +39,7 @@ def yolo_label_lines(record: DatasetRecord) -> list[str]:
     return lines
 
 
-def export_yolo(dataset: DatasetVersionDir, out: Path) -> Path:
+def export_yolo(dataset: DatasetVersionDir, out: Path, link: ImageLinker = link_image) -> Path:
     """`out/data.yaml`, `out/images/<split>/`, `out/labels/<split>/` (holdout as `test`); returns data.yaml.
 
     Only images whose boxes are complete are exported (see `has_box_annotation`); images are linked.
@@ -54,7 +56,7 @@ def export_yolo(dataset: DatasetVersionDir, out: Path) -> Path:
         split_dir = SPLIT_DIRS[record.split]
         exported.add(record.split)
         name = export_file_name(dataset, record)
-        link_image(dataset.image_path(record), out / "images" / split_dir / name)
+        link(dataset.image_path_text(record), os.path.join(out, "images", split_dir, name))
         lines = yolo_label_lines(record)
         (out / "labels" / split_dir / f"{Path(name).stem}.txt").write_text("".join(f"{x}\n" for x in lines))
     for split in SPLITS:
@@ -98,10 +100,10 @@ class _CocoSplitWriter:
 
 
 def coco_image(
-    dataset: DatasetVersionDir, info: DatasetInfo, record: DatasetRecord, images_dir: Path
+    dataset: DatasetVersionDir, info: DatasetInfo, record: DatasetRecord, images_dir: str, link: ImageLinker
 ) -> dict:
     name = export_file_name(dataset, record)
-    link_image(dataset.image_path_text(record), images_dir / name)
+    link(dataset.image_path_text(record), os.path.join(images_dir, name))
     width, height = image_size(dataset, record)
     return {
         "id": record.item_id,
@@ -127,7 +129,7 @@ def coco_annotations(record: DatasetRecord, width: int, height: int) -> Iterator
         }
 
 
-def export_coco(dataset: DatasetVersionDir, out: Path) -> Path:
+def export_coco(dataset: DatasetVersionDir, out: Path, link: ImageLinker = link_image) -> Path:
     """`out/annotations/instances_<split>.json` + `out/images/<split>/` (holdout as `test`), pixel xywh."""
     info = dataset.info
     (out / "annotations").mkdir(parents=True, exist_ok=True)
@@ -147,7 +149,8 @@ def export_coco(dataset: DatasetVersionDir, out: Path) -> Path:
             writers[split] = writer
         for record in box_labelled_records(dataset):
             writer = writers[record.split]
-            image = coco_image(dataset, info, record, out / "images" / SPLIT_DIRS[record.split])
+            images_dir = os.path.join(out, "images", SPLIT_DIRS[record.split])
+            image = coco_image(dataset, info, record, images_dir, link)
             writer.add_image(image)
             for annotation in coco_annotations(record, image["width"], image["height"]):
                 writer.add_annotation({**annotation, "id": writer.annotations + 1})

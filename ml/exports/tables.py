@@ -5,12 +5,21 @@ Each streams the manifest once and writes as it goes: memory stays flat whatever
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 from ml.dataset import SPLITS, DatasetInfo, DatasetRecord, DatasetVersionDir
-from ml.exports._files import SPLIT_DIRS, export_file_name, json_bytes, label_name, link_image, resolved
+from ml.exports._files import (
+    SPLIT_DIRS,
+    ImageLinker,
+    export_file_name,
+    json_bytes,
+    label_name,
+    link_image,
+    resolved,
+)
 
 PARQUET_ROWS_PER_GROUP = 10_000
 
@@ -82,15 +91,14 @@ def export_parquet(dataset: DatasetVersionDir, out: Path) -> Path:
     return out
 
 
-def export_imagefolder(dataset: DatasetVersionDir, out: Path) -> Path:
+def export_imagefolder(dataset: DatasetVersionDir, out: Path, link: ImageLinker = link_image) -> Path:
     """`out/<split>/<class name>/<item_id>.<ext>` (holdout as `test`); unlabelled items are left out."""
     info = dataset.info
     for record in dataset.iter_records():
         if record.label is None:
             continue
-        target = (
-            out / SPLIT_DIRS[record.split] / info.classes[record.label] / export_file_name(dataset, record)
-        )
-        link_image(dataset.image_path(record), target)
+        name = export_file_name(dataset, record)
+        target = os.path.join(out, SPLIT_DIRS[record.split], info.classes[record.label], name)
+        link(dataset.image_path_text(record), target)
     out.mkdir(parents=True, exist_ok=True)
     return out

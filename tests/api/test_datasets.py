@@ -257,3 +257,51 @@ def test_zip_directory_keeps_every_file_in_path_order_stores_images_and_streams_
         kinds = {e.filename.rsplit(".", 1)[1]: e.compress_type for e in entries}
         assert kinds == {"json": zipfile.ZIP_DEFLATED, "jpg": zipfile.ZIP_STORED, "png": zipfile.ZIP_STORED,
                          "txt": zipfile.ZIP_DEFLATED}  # fmt: skip
+
+
+def test_zip_directory_adds_images_from_their_own_files_in_path_order(tmp_path):
+    """Images an archive export never linked into the folder (path in the export -> file elsewhere) are zipped
+    under their export path, from the file's bytes, stored, and ordered among the folder's own files."""
+    from app.datasets import service
+
+    folder = tmp_path / "export"
+    (folder / "annotations").mkdir(parents=True)
+    (folder / "annotations" / "instances_train.json").write_bytes(b'{"images": []}')
+    blob = tmp_path / "blobs" / "ab" / "abcdef"
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(b"\xff\xd8\xff" + bytes(300))
+    images = {str(folder / "images" / "train" / "7.jpg"): str(blob), str(folder / "a.jpg"): str(blob)}
+
+    service.zip_directory(folder, tmp_path / "out.zip", images)
+
+    with zipfile.ZipFile(tmp_path / "out.zip") as archive:
+        assert archive.namelist() == ["export/a.jpg", "export/annotations/instances_train.json",
+                                      "export/images/train/7.jpg"]  # fmt: skip
+        assert archive.read("export/images/train/7.jpg") == blob.read_bytes()
+        assert archive.getinfo("export/a.jpg").compress_type == zipfile.ZIP_STORED
+    assert not (folder / "images").exists()  # nothing was linked
+
+
+def test_image_archives_hold_the_same_files_as_a_folder_export(app, db, settings, tmp_path):
+    """An archive export zips each image from the blob store instead of linking it into a folder first: the
+    zip holds exactly the files, with the same bytes, that the folder export (links) holds."""
+    from app.datasets.service import dataset_dir, get_version
+    from app.projects.service import get_by_name
+    from ml.dataset import DatasetVersionDir
+    from ml.exports import IMAGE_FORMATS, export_dataset
+
+    _, client, _, _ = setup_project(app, db, n=20)
+    assert client.post(BASE, json={}).status_code == 201
+    for fmt in sorted(IMAGE_FORMATS):
+        response = client.get(f"{BASE}/1/export", params={"format": fmt})
+        assert response.status_code == 200, response.text
+        with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+            zipped = {name.split("/", 1)[1]: archive.read(name) for name in archive.namelist()}
+        project = get_by_name(db_session=db, name="roadwork")
+        version_dir = dataset_dir(settings, project, get_version(db_session=db, project=project, version=1))
+        folder = tmp_path / fmt
+        export_dataset(DatasetVersionDir(version_dir), fmt, folder)
+        linked = {
+            str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()
+        }
+        assert zipped == linked and any(name.endswith(".jpg") for name in zipped), fmt
