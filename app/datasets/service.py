@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import stat
 import tempfile
+import time
 import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
@@ -632,58 +634,82 @@ def export_archive(
     archive.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
         out = Path(tmp) / f"{project.name}-v{version.version}-{fmt}"
-        images: dict[str, str] = {}  # path in the export -> the image's file, zipped from there
-
-        def add_image(source: str, target: str) -> None:
-            images[target] = source
-
-        export_dataset(dataset, fmt, out, link=add_image)
         staged = Path(tmp) / "export.zip"
-        zip_directory(out, staged, images)
+        with zipfile.ZipFile(staged, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            export_dataset(dataset, fmt, out, files=ZipFiles(zf, base=out.parent))
+            zip_folder(zf, out)
         os.replace(staged, archive)
     return archive
 
 
-def zip_directory(folder: Path, archive: Path, images: dict[str, str] | None = None) -> None:
-    """Zips `folder` with paths relative to its parent, in a stable order (on strings: a COCO export zips
-    every image of the version, and pathlib objects per file were a sixth of it). `images` adds files that
-    belong below `folder` but lie elsewhere (path in the export -> file), as if they had been linked there."""
+class ZipFiles:
+    """An export's images and small per-image files put straight into the archive, as they come (a 50k YOLO
+    export made and removed 41,670 label files and as many image links: most of its time, in the kernel).
+    Names are relative to `base`, as `zip_folder` names the files the exporter writes to its folder."""
+
+    def __init__(self, zf: zipfile.ZipFile, base: Path) -> None:
+        self.zf, self.base = zf, os.fspath(base)
+
+    def link(self, source: str, target: str) -> None:
+        _add(self.zf, source, _archive_name(target, self.base), deflate=False)
+
+    def write(self, target: str, data: bytes) -> None:
+        entry = zipfile.ZipInfo(_archive_name(target, self.base), date_time=time.localtime()[:6])
+        entry.external_attr = (stat.S_IFREG | 0o644) << 16
+        entry.compress_type = zipfile.ZIP_DEFLATED if len(data) >= DEFLATE_MIN_BYTES else zipfile.ZIP_STORED
+        self.zf.writestr(entry, data)
+
+
+def zip_directory(folder: Path, archive: Path) -> None:
+    """Zips `folder` (or one file) into a new `archive`; see `zip_folder`."""
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zip_folder(zf, folder)
+
+
+def zip_folder(zf: zipfile.ZipFile, folder: Path) -> None:
+    """Adds every file below `folder` (or `folder` itself, a file) with paths relative to its parent, in a
+    stable order (on strings: pathlib objects per file were a sixth of a COCO export's zipping)."""
     from ml.exports._files import IMAGE_SUFFIXES
 
     base = os.fspath(folder.parent)
+    paths = [os.fspath(folder)] if folder.is_file() else _files_below(folder)
+    for path in sorted(paths, key=lambda path: path.split(os.sep)):  # as pathlib orders paths
+        _add(
+            zf,
+            path,
+            _archive_name(path, base),
+            deflate=os.path.splitext(path)[1].lower() not in IMAGE_SUFFIXES,
+        )
+
+
+def _archive_name(path: str, base: str) -> str:
     prefix = os.path.join(base, "")
-    found = {os.fspath(folder): os.fspath(folder)} if folder.is_file() else _files_below(folder)
-    found.update(images or {})
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(found, key=lambda path: path.split(os.sep)):  # as pathlib orders paths
-            relative = path[len(prefix) :] if path.startswith(prefix) else os.path.relpath(path, base)
-            name = relative.replace(os.sep, "/")
-            if os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES:
-                _store(zf, found[path], name)  # compressed already: deflating again costs time, saves nothing
-            else:
-                zf.write(found[path], name, compress_type=zipfile.ZIP_DEFLATED)
+    relative = path[len(prefix) :] if path.startswith(prefix) else os.path.relpath(path, base)
+    return relative.replace(os.sep, "/")
 
 
-def _files_below(folder: Path) -> dict[str, str]:
-    """Every file below `folder`, each as its own source."""
-    found = {}
+def _files_below(folder: Path) -> list[str]:
+    found = []
     for root, _dirs, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            found[path] = path
+        found.extend(os.path.join(root, name) for name in files)
     return found
 
 
-# Images up to this size are zipped from one read; larger ones stream, so memory stays bounded.
+# Files up to this size are zipped from one read; larger ones stream, so memory stays bounded.
 STORE_IN_ONE_READ_MAX = 8 * 2**20
+# Deflating a file this small (a YOLO label file: a line per box) saves a few bytes and took 3x as long as
+# storing it (a compressor is set up per entry): 41,670 of them in a 50k YOLO export.
+DEFLATE_MIN_BYTES = 512
 
 
-def _store(zf: zipfile.ZipFile, path: str, name: str) -> None:
-    """An uncompressed entry written from one read (`ZipFile.write` copies a small file in several steps)."""
+def _add(zf: zipfile.ZipFile, path: str, name: str, *, deflate: bool) -> None:
+    """One entry, written from one read (`ZipFile.write` copies a small file in several steps). Images are
+    stored: compressed already, deflating them again costs time and saves nothing."""
     entry = zipfile.ZipInfo.from_file(path, name)
-    entry.compress_type = zipfile.ZIP_STORED
+    small = entry.file_size < DEFLATE_MIN_BYTES
+    entry.compress_type = zipfile.ZIP_DEFLATED if deflate and not small else zipfile.ZIP_STORED
     if entry.file_size > STORE_IN_ONE_READ_MAX:
-        zf.write(path, name, compress_type=zipfile.ZIP_STORED)
+        zf.write(path, name, compress_type=entry.compress_type)
         return
     with open(path, "rb") as fh:
         zf.writestr(entry, fh.read())

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ml.dataset import DatasetVersionDir
-from ml.exports._files import ImageLinker, has_box_annotation, link_image
+from ml.exports._files import IN_FOLDER, ExportFiles, has_box_annotation
 from ml.exports.detection import export_coco, export_yolo
 from ml.exports.dpo import export_dpo_pairs
 from ml.exports.label_studio import export_label_studio
@@ -22,24 +22,25 @@ EXPORTERS: dict[str, Callable[..., Path]] = {
     "dpo_pairs": export_dpo_pairs,
 }
 EXPORT_FORMATS: tuple[str, ...] = tuple(EXPORTERS)
-# The formats that hold the images themselves; each exporter takes how to put them (`link`).
+# The formats that hold the images themselves; each exporter takes where to put them (`files`).
 IMAGE_FORMATS = frozenset({"imagefolder", "yolo", "coco"})
 
 
-def export_dataset(dataset: DatasetVersionDir, fmt: str, out: Path, link: ImageLinker = link_image) -> Path:
+def export_dataset(dataset: DatasetVersionDir, fmt: str, out: Path, files: ExportFiles = IN_FOLDER) -> Path:
     """Writes `dataset` in format `fmt` under `out`; returns the main file or folder of the export. The
-    images of an image format are put in place by `link` (by default linked into `out`)."""
+    images of an image format (and YOLO's label files) go to `files` (by default into `out` itself)."""
     if fmt not in EXPORTERS:
         raise ValueError(f"fmt: unknown export format {fmt!r}; known: {list(EXPORT_FORMATS)}")
     if fmt in IMAGE_FORMATS:
-        return EXPORTERS[fmt](dataset, Path(out), link)
+        return EXPORTERS[fmt](dataset, Path(out), files)
     return EXPORTERS[fmt](dataset, Path(out))
 
 
 __all__ = [
     "EXPORT_FORMATS",
     "IMAGE_FORMATS",
-    "ImageLinker",
+    "IN_FOLDER",
+    "ExportFiles",
     "export_coco",
     "export_dataset",
     "export_dpo_pairs",

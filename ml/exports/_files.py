@@ -5,9 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -68,9 +67,35 @@ def image_suffix(path: Path | str) -> str:
         return FORMAT_SUFFIXES.get(image.format or "", ".jpg")
 
 
-# Puts an image (source) at a path of the export (target). Exports written to a folder link them (`link_image`);
-# an archive records the pairs and zips each image from its source, with no link made and removed per image.
-ImageLinker = Callable[[str, str], None]
+class ExportFiles(Protocol):
+    """Where an export puts its images and its small per-image files (YOLO's label files). Written as a folder
+    (`IN_FOLDER`, what training workers read) they are links and files; an archive puts them straight into
+    the zip instead, with no file made and removed for each of them."""
+
+    def link(self, source: str, target: str) -> None:
+        """The image file `source` at the export's path `target`."""
+
+    def write(self, target: str, data: bytes) -> None:
+        """A small file of `data` at the export's path `target`."""
+
+
+class FolderFiles:
+    """Into the export folder: images linked (`link_image`), files written; folders made as needed."""
+
+    def link(self, source: str, target: str) -> None:
+        link_image(source, target)
+
+    def write(self, target: str, data: bytes) -> None:
+        try:
+            fh = open(target, "wb")  # noqa: SIM115 (closed below; the folder is made when the open fails)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            fh = open(target, "wb")  # noqa: SIM115
+        with fh:
+            fh.write(data)
+
+
+IN_FOLDER = FolderFiles()
 
 
 def link_image(source: Path | str, target: Path | str) -> None:

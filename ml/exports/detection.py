@@ -13,15 +13,15 @@ import yaml
 
 from ml.dataset import SPLITS, DatasetInfo, DatasetRecord, DatasetVersionDir
 from ml.exports._files import (
+    IN_FOLDER,
     SPLIT_DIRS,
-    ImageLinker,
+    ExportFiles,
     box_class_names,
     export_file_name,
     has_box_annotation,
     image_size,
     json_bytes,
     label_name,
-    link_image,
 )
 
 
@@ -39,7 +39,7 @@ def yolo_label_lines(record: DatasetRecord) -> list[str]:
     return lines
 
 
-def export_yolo(dataset: DatasetVersionDir, out: Path, link: ImageLinker = link_image) -> Path:
+def export_yolo(dataset: DatasetVersionDir, out: Path, files: ExportFiles = IN_FOLDER) -> Path:
     """`out/data.yaml`, `out/images/<split>/`, `out/labels/<split>/` (holdout as `test`); returns data.yaml.
 
     Only images whose boxes are complete are exported (see `has_box_annotation`); images are linked.
@@ -56,9 +56,9 @@ def export_yolo(dataset: DatasetVersionDir, out: Path, link: ImageLinker = link_
         split_dir = SPLIT_DIRS[record.split]
         exported.add(record.split)
         name = export_file_name(dataset, record)
-        link(dataset.image_path_text(record), os.path.join(out, "images", split_dir, name))
-        lines = yolo_label_lines(record)
-        (out / "labels" / split_dir / f"{Path(name).stem}.txt").write_text("".join(f"{x}\n" for x in lines))
+        files.link(dataset.image_path_text(record), os.path.join(out, "images", split_dir, name))
+        label_file = os.path.join(out, "labels", split_dir, f"{os.path.splitext(name)[0]}.txt")
+        files.write(label_file, "".join(f"{x}\n" for x in yolo_label_lines(record)).encode())
     for split in SPLITS:
         if split in exported or split != "holdout":
             data[SPLIT_DIRS[split]] = f"images/{SPLIT_DIRS[split]}"
@@ -100,10 +100,10 @@ class _CocoSplitWriter:
 
 
 def coco_image(
-    dataset: DatasetVersionDir, info: DatasetInfo, record: DatasetRecord, images_dir: str, link: ImageLinker
+    dataset: DatasetVersionDir, info: DatasetInfo, record: DatasetRecord, images_dir: str, files: ExportFiles
 ) -> dict:
     name = export_file_name(dataset, record)
-    link(dataset.image_path_text(record), os.path.join(images_dir, name))
+    files.link(dataset.image_path_text(record), os.path.join(images_dir, name))
     width, height = image_size(dataset, record)
     return {
         "id": record.item_id,
@@ -129,7 +129,7 @@ def coco_annotations(record: DatasetRecord, width: int, height: int) -> Iterator
         }
 
 
-def export_coco(dataset: DatasetVersionDir, out: Path, link: ImageLinker = link_image) -> Path:
+def export_coco(dataset: DatasetVersionDir, out: Path, files: ExportFiles = IN_FOLDER) -> Path:
     """`out/annotations/instances_<split>.json` + `out/images/<split>/` (holdout as `test`), pixel xywh."""
     info = dataset.info
     (out / "annotations").mkdir(parents=True, exist_ok=True)
@@ -150,7 +150,7 @@ def export_coco(dataset: DatasetVersionDir, out: Path, link: ImageLinker = link_
         for record in box_labelled_records(dataset):
             writer = writers[record.split]
             images_dir = os.path.join(out, "images", SPLIT_DIRS[record.split])
-            image = coco_image(dataset, info, record, images_dir, link)
+            image = coco_image(dataset, info, record, images_dir, files)
             writer.add_image(image)
             for annotation in coco_annotations(record, image["width"], image["height"]):
                 writer.add_annotation({**annotation, "id": writer.annotations + 1})

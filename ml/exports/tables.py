@@ -12,12 +12,12 @@ from pathlib import Path
 
 from ml.dataset import SPLITS, DatasetInfo, DatasetRecord, DatasetVersionDir
 from ml.exports._files import (
+    IN_FOLDER,
     SPLIT_DIRS,
-    ImageLinker,
+    ExportFiles,
     export_file_name,
     json_bytes,
     label_name,
-    link_image,
     resolved,
 )
 
@@ -91,7 +91,7 @@ def export_parquet(dataset: DatasetVersionDir, out: Path) -> Path:
     return out
 
 
-def export_imagefolder(dataset: DatasetVersionDir, out: Path, link: ImageLinker = link_image) -> Path:
+def export_imagefolder(dataset: DatasetVersionDir, out: Path, files: ExportFiles = IN_FOLDER) -> Path:
     """`out/<split>/<class name>/<item_id>.<ext>` (holdout as `test`); unlabelled items are left out."""
     info = dataset.info
     for record in dataset.iter_records():
@@ -99,6 +99,6 @@ def export_imagefolder(dataset: DatasetVersionDir, out: Path, link: ImageLinker 
             continue
         name = export_file_name(dataset, record)
         target = os.path.join(out, SPLIT_DIRS[record.split], info.classes[record.label], name)
-        link(dataset.image_path_text(record), target)
+        files.link(dataset.image_path_text(record), target)
     out.mkdir(parents=True, exist_ok=True)
     return out

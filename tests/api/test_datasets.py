@@ -228,12 +228,13 @@ def test_zip_directory_keeps_every_file_in_path_order_stores_images_and_streams_
     tmp_path, monkeypatch
 ):
     """Names are relative to the folder's parent, in pathlib's part-by-part order ("a/b/x" before "a/b-c");
-    images are stored, not deflated; an image above the one-read limit is streamed with the same bytes."""
+    images and files too small to gain from it are stored, not deflated; an image above the one-read limit is
+    streamed with the same bytes."""
     from app.datasets import service
 
     folder = tmp_path / "export"
     files = {
-        "a/b/x.json": b'{"x": 1}' * 50,
+        "a/b/x.json": b'{"x": 1}' * 100,
         "a/b-c/small.jpg": b"\xff\xd8\xff" + bytes(range(256)),
         "a/large.png": b"\x89PNG\r\n\x1a\n" + bytes(5000),
         "top.txt": b"hello",
@@ -256,12 +257,13 @@ def test_zip_directory_keeps_every_file_in_path_order_stores_images_and_streams_
         assert {e.filename: archive.read(e) for e in entries} == {f"export/{n}": d for n, d in files.items()}
         kinds = {e.filename.rsplit(".", 1)[1]: e.compress_type for e in entries}
         assert kinds == {"json": zipfile.ZIP_DEFLATED, "jpg": zipfile.ZIP_STORED, "png": zipfile.ZIP_STORED,
-                         "txt": zipfile.ZIP_DEFLATED}  # fmt: skip
+                         "txt": zipfile.ZIP_STORED}  # fmt: skip
 
 
-def test_zip_directory_adds_images_from_their_own_files_in_path_order(tmp_path):
-    """Images an archive export never linked into the folder (path in the export -> file elsewhere) are zipped
-    under their export path, from the file's bytes, stored, and ordered among the folder's own files."""
+def test_archive_files_go_straight_into_the_zip_named_like_the_folders_files(tmp_path):
+    """An archive export's images and small files go into the zip without a file made for them: images from
+    the blob's bytes, stored; small files stored, larger ones deflated; named relative to the export's
+    parent like the files the exporter wrote to its folder, which follow them."""
     from app.datasets import service
 
     folder = tmp_path / "export"
@@ -270,16 +272,23 @@ def test_zip_directory_adds_images_from_their_own_files_in_path_order(tmp_path):
     blob = tmp_path / "blobs" / "ab" / "abcdef"
     blob.parent.mkdir(parents=True)
     blob.write_bytes(b"\xff\xd8\xff" + bytes(300))
-    images = {str(folder / "images" / "train" / "7.jpg"): str(blob), str(folder / "a.jpg"): str(blob)}
+    label_line = b"0 0.500000 0.500000 0.100000 0.200000\n"
 
-    service.zip_directory(folder, tmp_path / "out.zip", images)
+    with zipfile.ZipFile(tmp_path / "out.zip", "w") as zf:
+        files = service.ZipFiles(zf, base=tmp_path)
+        files.link(str(blob), str(folder / "images" / "train" / "7.jpg"))
+        files.write(str(folder / "labels" / "train" / "7.txt"), label_line)
+        files.write(str(folder / "labels" / "train" / "8.txt"), label_line * 40)
+        service.zip_folder(zf, folder)
 
     with zipfile.ZipFile(tmp_path / "out.zip") as archive:
-        assert archive.namelist() == ["export/a.jpg", "export/annotations/instances_train.json",
-                                      "export/images/train/7.jpg"]  # fmt: skip
+        assert archive.namelist() == ["export/images/train/7.jpg", "export/labels/train/7.txt",
+                                      "export/labels/train/8.txt", "export/annotations/instances_train.json"]  # fmt: skip
         assert archive.read("export/images/train/7.jpg") == blob.read_bytes()
-        assert archive.getinfo("export/a.jpg").compress_type == zipfile.ZIP_STORED
-    assert not (folder / "images").exists()  # nothing was linked
+        assert archive.read("export/labels/train/8.txt") == label_line * 40
+        kinds = [entry.compress_type for entry in archive.infolist()[:3]]
+        assert kinds == [zipfile.ZIP_STORED, zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]
+    assert not (folder / "images").exists() and not (folder / "labels").exists()  # nothing made on disk
 
 
 def test_image_archives_hold_the_same_files_as_a_folder_export(app, db, settings, tmp_path):
