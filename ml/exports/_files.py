@@ -27,11 +27,6 @@ FORMAT_SUFFIXES = {
 }
 
 
-def export_file_name(dataset: DatasetVersionDir, record: DatasetRecord) -> str:
-    """`<item_id><suffix>`: unique within a version whatever the original names were."""
-    return f"{record.item_id}{image_suffix(dataset.image_path_text(record))}"
-
-
 # Leading bytes of the formats PIL names in FORMAT_SUFFIXES: read 12 bytes rather than open the image with PIL
 # (an export names every image of the version).
 _MAGIC_SUFFIXES = (
@@ -56,6 +51,11 @@ def image_suffix(path: Path | str) -> str:
         head = os.read(descriptor, 12)
     finally:
         os.close(descriptor)
+    return suffix_from_head(head, text)
+
+
+def suffix_from_head(head: bytes, path: str) -> str:
+    """The image suffix of the file at `path` whose first 12 bytes are `head`."""
     for magic, suffix in _MAGIC_SUFFIXES:
         if head.startswith(magic):
             return suffix
@@ -63,7 +63,7 @@ def image_suffix(path: Path | str) -> str:
         return ".webp"
     from PIL import Image
 
-    with Image.open(text) as image:
+    with Image.open(path) as image:
         return FORMAT_SUFFIXES.get(image.format or "", ".jpg")
 
 
@@ -72,8 +72,9 @@ class ExportFiles(Protocol):
     (`IN_FOLDER`, what training workers read) they are links and files; an archive puts them straight into
     the zip instead, with no file made and removed for each of them."""
 
-    def link(self, source: str, target: str) -> None:
-        """The image file `source` at the export's path `target`."""
+    def add_image(self, source: str, folder: str, stem: str) -> str:
+        """The image file `source` in the export's `folder` as `stem` plus its image suffix (content-addressed
+        blobs have none: it comes from the image's first bytes); returns that file name."""
 
     def write(self, target: str, data: bytes) -> None:
         """A small file of `data` at the export's path `target`."""
@@ -82,8 +83,10 @@ class ExportFiles(Protocol):
 class FolderFiles:
     """Into the export folder: images linked (`link_image`), files written; folders made as needed."""
 
-    def link(self, source: str, target: str) -> None:
-        link_image(source, target)
+    def add_image(self, source: str, folder: str, stem: str) -> str:
+        name = stem + image_suffix(source)
+        link_image(source, os.path.join(folder, name))
+        return name
 
     def write(self, target: str, data: bytes) -> None:
         try:

@@ -17,7 +17,6 @@ from ml.exports._files import (
     SPLIT_DIRS,
     ExportFiles,
     box_class_names,
-    export_file_name,
     has_box_annotation,
     image_size,
     json_bytes,
@@ -55,9 +54,9 @@ def export_yolo(dataset: DatasetVersionDir, out: Path, files: ExportFiles = IN_F
     for record in box_labelled_records(dataset):
         split_dir = SPLIT_DIRS[record.split]
         exported.add(record.split)
-        name = export_file_name(dataset, record)
-        files.link(dataset.image_path_text(record), os.path.join(out, "images", split_dir, name))
-        label_file = os.path.join(out, "labels", split_dir, f"{os.path.splitext(name)[0]}.txt")
+        stem = str(record.item_id)  # unique within a version whatever the original names were
+        files.add_image(dataset.image_path_text(record), os.path.join(out, "images", split_dir), stem)
+        label_file = os.path.join(out, "labels", split_dir, f"{stem}.txt")
         files.write(label_file, "".join(f"{x}\n" for x in yolo_label_lines(record)).encode())
     for split in SPLITS:
         if split in exported or split != "holdout":
@@ -102,8 +101,7 @@ class _CocoSplitWriter:
 def coco_image(
     dataset: DatasetVersionDir, info: DatasetInfo, record: DatasetRecord, images_dir: str, files: ExportFiles
 ) -> dict:
-    name = export_file_name(dataset, record)
-    files.link(dataset.image_path_text(record), os.path.join(images_dir, name))
+    name = files.add_image(dataset.image_path_text(record), images_dir, str(record.item_id))
     width, height = image_size(dataset, record)
     return {
         "id": record.item_id,

@@ -15,7 +15,6 @@ from ml.exports._files import (
     IN_FOLDER,
     SPLIT_DIRS,
     ExportFiles,
-    export_file_name,
     json_bytes,
     label_name,
     resolved,
@@ -97,8 +96,7 @@ def export_imagefolder(dataset: DatasetVersionDir, out: Path, files: ExportFiles
     for record in dataset.iter_records():
         if record.label is None:
             continue
-        name = export_file_name(dataset, record)
-        target = os.path.join(out, SPLIT_DIRS[record.split], info.classes[record.label], name)
-        files.link(dataset.image_path_text(record), target)
+        folder = os.path.join(out, SPLIT_DIRS[record.split], info.classes[record.label])
+        files.add_image(dataset.image_path_text(record), folder, str(record.item_id))
     out.mkdir(parents=True, exist_ok=True)
     return out

@@ -260,34 +260,41 @@ def test_zip_directory_keeps_every_file_in_path_order_stores_images_and_streams_
                          "txt": zipfile.ZIP_STORED}  # fmt: skip
 
 
-def test_archive_files_go_straight_into_the_zip_named_like_the_folders_files(tmp_path):
+def test_archive_files_go_straight_into_the_zip_named_like_the_folders_files(tmp_path, monkeypatch):
     """An archive export's images and small files go into the zip without a file made for them: images from
-    the blob's bytes, stored; small files stored, larger ones deflated; named relative to the export's
-    parent like the files the exporter wrote to its folder, which follow them."""
+    the blob's bytes (named by them; one above the one-read limit streamed), stored; small files stored,
+    larger ones deflated; named relative to the export's parent like the files the exporter wrote to its
+    folder, which follow them."""
     from app.datasets import service
 
     folder = tmp_path / "export"
     (folder / "annotations").mkdir(parents=True)
     (folder / "annotations" / "instances_train.json").write_bytes(b'{"images": []}')
-    blob = tmp_path / "blobs" / "ab" / "abcdef"
-    blob.parent.mkdir(parents=True)
-    blob.write_bytes(b"\xff\xd8\xff" + bytes(300))
+    jpeg, png = tmp_path / "blobs" / "ab" / "abcdef", tmp_path / "blobs" / "cd" / "cdef01"
+    for blob, data in ((jpeg, b"\xff\xd8\xff" + bytes(300)), (png, b"\x89PNG\r\n\x1a\n" + bytes(5000))):
+        blob.parent.mkdir(parents=True)
+        blob.write_bytes(data)
+    monkeypatch.setattr(service, "STORE_IN_ONE_READ_MAX", 1000)  # the PNG streams
     label_line = b"0 0.500000 0.500000 0.100000 0.200000\n"
 
     with zipfile.ZipFile(tmp_path / "out.zip", "w") as zf:
         files = service.ZipFiles(zf, base=tmp_path)
-        files.link(str(blob), str(folder / "images" / "train" / "7.jpg"))
+        names = [files.add_image(str(blob), str(folder / "images" / "train"), stem) for blob, stem in
+                 ((jpeg, "7"), (png, "8"))]  # fmt: skip
         files.write(str(folder / "labels" / "train" / "7.txt"), label_line)
         files.write(str(folder / "labels" / "train" / "8.txt"), label_line * 40)
         service.zip_folder(zf, folder)
 
+    assert names == ["7.jpg", "8.png"]
     with zipfile.ZipFile(tmp_path / "out.zip") as archive:
-        assert archive.namelist() == ["export/images/train/7.jpg", "export/labels/train/7.txt",
-                                      "export/labels/train/8.txt", "export/annotations/instances_train.json"]  # fmt: skip
-        assert archive.read("export/images/train/7.jpg") == blob.read_bytes()
+        assert archive.namelist() == ["export/images/train/7.jpg", "export/images/train/8.png",
+                                      "export/labels/train/7.txt", "export/labels/train/8.txt",
+                                      "export/annotations/instances_train.json"]  # fmt: skip
+        assert archive.read("export/images/train/7.jpg") == jpeg.read_bytes()
+        assert archive.read("export/images/train/8.png") == png.read_bytes()
         assert archive.read("export/labels/train/8.txt") == label_line * 40
-        kinds = [entry.compress_type for entry in archive.infolist()[:3]]
-        assert kinds == [zipfile.ZIP_STORED, zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]
+        kinds = [entry.compress_type for entry in archive.infolist()[:4]]
+        assert kinds == [zipfile.ZIP_STORED, zipfile.ZIP_STORED, zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]
     assert not (folder / "images").exists() and not (folder / "labels").exists()  # nothing made on disk
 
 
