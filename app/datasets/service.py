@@ -654,12 +654,12 @@ class ZipFiles:
     def add_image(self, source: str, folder: str, stem: str) -> str:
         """Named from the bytes it is zipped from: one open of the image, where naming it first read its
         first bytes separately (a fifth of a COCO export, in syscalls)."""
-        from ml.exports._files import suffix_from_head
+        from ml.exports._files import image_suffix
 
         with open(source, "rb", buffering=0) as fh:
             status = os.fstat(fh.fileno())
             data = fh.read(12 if status.st_size > STORE_IN_ONE_READ_MAX else status.st_size)
-            name = stem + suffix_from_head(data[:12], source)
+            name = stem + image_suffix(source, head=data[:12])
             entry = _zip_entry(_archive_name(os.path.join(folder, name), self.base), status, deflate=False)
             _write_entry(self.zf, entry, data, fh)
         return name

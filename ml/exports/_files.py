@@ -39,23 +39,20 @@ _MAGIC_SUFFIXES = (
 )
 
 
-def image_suffix(path: Path | str) -> str:
+def image_suffix(path: Path | str, head: bytes | None = None) -> str:
     """The file's image suffix; content-addressed blobs have none, so it comes from the image header
-    (ultralytics and imagefolder readers pick images by suffix)."""
+    (ultralytics and imagefolder readers pick images by suffix). `head`: the file's first 12 bytes, when the
+    caller has read them already."""
     text = os.fspath(path)
     suffix = os.path.splitext(text)[1].lower()
     if suffix in IMAGE_SUFFIXES:
         return suffix
-    descriptor = os.open(text, os.O_RDONLY)  # not a buffered file object: an export reads 12 bytes per image
-    try:
-        head = os.read(descriptor, 12)
-    finally:
-        os.close(descriptor)
-    return suffix_from_head(head, text)
-
-
-def suffix_from_head(head: bytes, path: str) -> str:
-    """The image suffix of the file at `path` whose first 12 bytes are `head`."""
+    if head is None:
+        descriptor = os.open(text, os.O_RDONLY)  # not a buffered file object: an export names every image
+        try:
+            head = os.read(descriptor, 12)
+        finally:
+            os.close(descriptor)
     for magic, suffix in _MAGIC_SUFFIXES:
         if head.startswith(magic):
             return suffix
@@ -63,7 +60,7 @@ def suffix_from_head(head: bytes, path: str) -> str:
         return ".webp"
     from PIL import Image
 
-    with Image.open(path) as image:
+    with Image.open(text) as image:
         return FORMAT_SUFFIXES.get(image.format or "", ".jpg")
 
 

@@ -281,20 +281,24 @@ def test_archive_files_go_straight_into_the_zip_named_like_the_folders_files(tmp
         files = service.ZipFiles(zf, base=tmp_path)
         names = [files.add_image(str(blob), str(folder / "images" / "train"), stem) for blob, stem in
                  ((jpeg, "7"), (png, "8"))]  # fmt: skip
+        named = tmp_path / "photo.jpeg"  # a file with its own suffix keeps it, as a folder export names it
+        named.write_bytes(jpeg.read_bytes())
+        names.append(files.add_image(str(named), str(folder / "images" / "val"), "9"))
         files.write(str(folder / "labels" / "train" / "7.txt"), label_line)
         files.write(str(folder / "labels" / "train" / "8.txt"), label_line * 40)
         service.zip_folder(zf, folder)
 
-    assert names == ["7.jpg", "8.png"]
+    assert names == ["7.jpg", "8.png", "9.jpeg"]
     with zipfile.ZipFile(tmp_path / "out.zip") as archive:
         assert archive.namelist() == ["export/images/train/7.jpg", "export/images/train/8.png",
-                                      "export/labels/train/7.txt", "export/labels/train/8.txt",
+                                      "export/images/val/9.jpeg", "export/labels/train/7.txt",
+                                      "export/labels/train/8.txt",
                                       "export/annotations/instances_train.json"]  # fmt: skip
         assert archive.read("export/images/train/7.jpg") == jpeg.read_bytes()
         assert archive.read("export/images/train/8.png") == png.read_bytes()
         assert archive.read("export/labels/train/8.txt") == label_line * 40
-        kinds = [entry.compress_type for entry in archive.infolist()[:4]]
-        assert kinds == [zipfile.ZIP_STORED, zipfile.ZIP_STORED, zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]
+        kinds = [entry.compress_type for entry in archive.infolist()[:5]]
+        assert kinds == [zipfile.ZIP_STORED] * 4 + [zipfile.ZIP_DEFLATED]
     assert not (folder / "images").exists() and not (folder / "labels").exists()  # nothing made on disk
 
 
