@@ -41,7 +41,8 @@ def yolo_label_lines(record: DatasetRecord) -> list[str]:
 def export_yolo(dataset: DatasetVersionDir, out: Path, files: ExportFiles = IN_FOLDER) -> Path:
     """`out/data.yaml`, `out/images/<split>/`, `out/labels/<split>/` (holdout as `test`); returns data.yaml.
 
-    Only images whose boxes are complete are exported (see `has_box_annotation`); images are linked.
+    Only images whose boxes are complete are exported (see `has_box_annotation`); images and label files go
+    to `files` (by default linked and written into `out`).
     """
     out = out.resolve()
     # No `path`: ultralytics then resolves the splits against data.yaml's own folder, which holds both on the
