@@ -660,15 +660,13 @@ class ZipFiles:
             status = os.fstat(fh.fileno())
             data = fh.read(12 if status.st_size > STORE_IN_ONE_READ_MAX else status.st_size)
             name = stem + image_suffix(source, head=data[:12])
-            entry = _zip_entry(_archive_name(os.path.join(folder, name), self.base), status, deflate=False)
+            entry = _file_entry(_archive_name(os.path.join(folder, name), self.base), status, deflate=False)
             _write_entry(self.zf, entry, data, fh)
         return name
 
     def write(self, target: str, data: bytes) -> None:
-        entry = zipfile.ZipInfo(_archive_name(target, self.base), date_time=time.localtime()[:6])
-        entry.external_attr = (stat.S_IFREG | 0o644) << 16
-        entry.compress_type = zipfile.ZIP_DEFLATED if len(data) >= DEFLATE_MIN_BYTES else zipfile.ZIP_STORED
-        self.zf.writestr(entry, data)
+        name = _archive_name(target, self.base)
+        self.zf.writestr(_zip_entry(name, len(data), time.time(), stat.S_IFREG | 0o644, deflate=True), data)
 
 
 def zip_directory(folder: Path, archive: Path) -> None:
@@ -719,15 +717,21 @@ def _add(zf: zipfile.ZipFile, path: str, name: str, *, deflate: bool) -> None:
     with open(path, "rb", buffering=0) as fh:
         status = os.fstat(fh.fileno())
         data = fh.read(0 if status.st_size > STORE_IN_ONE_READ_MAX else status.st_size)
-        _write_entry(zf, _zip_entry(name, status, deflate=deflate), data, fh)
+        _write_entry(zf, _file_entry(name, status, deflate=deflate), data, fh)
 
 
-def _zip_entry(name: str, status: os.stat_result, *, deflate: bool) -> zipfile.ZipInfo:
-    """What `ZipInfo.from_file` makes of a regular file, from the open file's stat (one path lookup less)."""
-    entry = zipfile.ZipInfo(name, time.localtime(status.st_mtime)[:6])
-    entry.external_attr = (status.st_mode & 0xFFFF) << 16
-    entry.file_size = status.st_size
-    small = status.st_size < DEFLATE_MIN_BYTES
+def _file_entry(name: str, status: os.stat_result, *, deflate: bool) -> zipfile.ZipInfo:
+    """What `ZipInfo.from_file` makes of a regular file, from a stat already taken (the open file's: one path
+    lookup less)."""
+    return _zip_entry(name, status.st_size, status.st_mtime, status.st_mode, deflate=deflate)
+
+
+def _zip_entry(name: str, size: int, mtime: float, mode: int, *, deflate: bool) -> zipfile.ZipInfo:
+    """A zip entry for a file of `size` bytes; files under `DEFLATE_MIN_BYTES` are stored, not deflated."""
+    entry = zipfile.ZipInfo(name, time.localtime(mtime)[:6])
+    entry.external_attr = (mode & 0xFFFF) << 16
+    entry.file_size = size
+    small = size < DEFLATE_MIN_BYTES
     entry.compress_type = zipfile.ZIP_DEFLATED if deflate and not small else zipfile.ZIP_STORED
     return entry
 
