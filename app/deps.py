@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
-from pydantic import Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -18,7 +17,7 @@ from app.auth.models import ApiKey, User
 from app.auth.sessions import SessionData, csrf_ok, load_session_user, read_session
 from app.core.blobs import BlobStore
 from app.core.config import Settings
-from app.core.db import utcnow
+from app.core.db import INT4_MAX, utcnow
 from app.core.errors import ApiError
 from app.projects import service as project_service
 from app.projects.models import Project
@@ -46,10 +45,7 @@ async def get_blobs(request: Request) -> BlobStore:
     return request.app.state.blobs
 
 
-# Bounded integers for ids, versions, offsets and limits: a number beyond PostgreSQL's integer range can only
-# name nothing, so it is a 422 naming the parameter instead of a driver error.
-INT4_MAX = 2**31 - 1
-DbId = Annotated[int, Field(ge=1, le=INT4_MAX)]
+# Bounded integers for ids, versions, offsets and limits (see `DbId`).
 IdPath = Annotated[int, Path(ge=1, le=INT4_MAX)]
 OptionalIdQuery = Annotated[int | None, Query(ge=1, le=INT4_MAX)]
 OffsetQuery = Annotated[int, Query(ge=0, le=INT4_MAX)]

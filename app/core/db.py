@@ -7,13 +7,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from pydantic import Field
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+# Ids are PostgreSQL integers: a number beyond that range can only name nothing, so a request carrying one gets a
+# 422 naming the field instead of a driver error.
+INT4_MAX = 2**31 - 1
+DbId = Annotated[int, Field(ge=1, le=INT4_MAX)]
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

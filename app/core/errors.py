@@ -99,12 +99,19 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=exc.headers,
         )
 
-    @app.exception_handler(sa_exc.DataError)
-    async def _data_error(request: Request, exc: sa_exc.DataError) -> JSONResponse:
+    async def _data_error(request: Request, exc: Exception) -> JSONResponse:
         # The edge validation should have caught it; a value the database refuses is still the client's.
-        log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
+        log.warning(
+            "database refused a value on %s %s: %s",
+            request.method,
+            request.url.path,
+            getattr(exc, "orig", exc),
+        )
         message = "a value does not fit the database (out of range, too long or invalid text)"
         return JSONResponse(error_body(message, [{"field": "body", "message": message}]), status_code=422)
+
+    for exc_class in [sa_exc.DataError, *_driver_data_errors(app.state.engine.dialect.name)]:
+        app.add_exception_handler(exc_class, _data_error)
 
     @app.exception_handler(sa_exc.IntegrityError)
     async def _integrity_error(request: Request, exc: sa_exc.IntegrityError) -> JSONResponse:
@@ -132,6 +139,15 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
         status_code=503,
         headers={"Retry-After": str(RETRY_AFTER_S)},
     )
+
+
+def _driver_data_errors(dialect: str) -> list[type[Exception]]:
+    """The driver's own "value refused" errors, raised by statements run on the driver's cursor (the lease)."""
+    if dialect != "postgresql":
+        return []
+    import psycopg
+
+    return [psycopg.DataError]
 
 
 def _driver_unavailable_errors(dialect: str) -> list[type[Exception]]:

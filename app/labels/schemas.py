@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.db import DbId
 from app.queue.schemas import QueueItem
 
 
@@ -16,7 +17,7 @@ class AnnotationIn(BaseModel):
         default_factory=list, description="[[x1, y1, x2, y2, class_index]] normalised"
     )
     duration_ms: int | None = Field(None, ge=0, le=24 * 3600 * 1000)
-    supersedes: int | None = Field(None, description="id of your own annotation this one corrects")
+    supersedes: DbId | None = Field(None, description="id of your own annotation this one corrects")
 
 
 class AnnotationRead(BaseModel):

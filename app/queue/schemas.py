@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from app.core.db import DbId
 from app.projects.schemas import ProjectRead
 
 
@@ -50,13 +51,13 @@ class LeasedItem(BaseModel):
 
 
 class NextRequest(BaseModel):
-    holding: list[int] = Field(
+    holding: list[DbId] = Field(
         default_factory=list, max_length=1000, description="items the caller's page has open (not re-served)"
     )
 
 
 class LeaseIds(BaseModel):
-    item_ids: list[int] = Field(min_length=1, max_length=1000)
+    item_ids: list[DbId] = Field(min_length=1, max_length=1000)
 
 
 class LeaseRenewal(BaseModel):

@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 from app.auth import permissions as can
 from app.auth.models import ROLES, User
 from app.auth.users import MIN_PASSWORD_LENGTH
+from app.core.db import DbId
 from app.core.errors import ApiError
-from app.deps import DbId, IdPath, SessionDep
+from app.deps import IdPath, SessionDep
 from app.projects import service as project_service
 from app.users import service as user_service
 from app.web.templating import render

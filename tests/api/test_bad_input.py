@@ -8,9 +8,11 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from app.core.limits import RequestLimits
+from app.deps import SessionDep
+from app.ingest.models import Item
 from app.main import create_app
 from tests.utils.factories import item, make_key, make_project
 from tests.utils.labeled_data import client_as
@@ -231,3 +233,56 @@ def test_an_explicit_null_in_a_webhook_patch_is_a_422_naming_the_field(app, db, 
     assert hook.status_code == 201, hook.text
     response = admin.patch(f"/api/v1/projects/roadwork/webhooks/{hook.json()['id']}", json={field: None})
     assert response.status_code == 422 and fields_of(response) == [field]
+
+
+# Found by the schema fuzzer with more examples (150 a test): `holding: [2**63]` reached the lease statement,
+# which runs on the driver's cursor, and PostgreSQL's "bigint out of range" came back as a 500.
+BEYOND_ID_RANGE = [
+    ("post", "/api/v1/projects/roadwork/queue/next", {"holding": [2**63]}, "holding[0]"),
+    ("post", "/api/v1/projects/roadwork/queue/renew", {"item_ids": [2**40]}, "item_ids[0]"),
+    (
+        "post",
+        "/api/v1/projects/roadwork/items/{item}/annotations",
+        {"label": 1, "supersedes": 2**40},
+        "supersedes",
+    ),
+    (
+        "post",
+        "/api/v1/projects/roadwork/jobs",
+        {"kind": "distill", "dataset_version": 2**40},
+        "dataset_version",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field"), BEYOND_ID_RANGE)
+def test_an_id_beyond_the_database_integer_range_in_a_body_is_a_422_naming_it(
+    app, db, method, path, body, field
+):
+    project = make_project(db)
+    admin, _ = client_as(app, db, "admin", project=project)
+    ingested = admin.post(
+        "/api/v1/projects/roadwork/predictions",
+        json={"items": [item("a")]},
+        headers={"X-API-Key": make_key(db)},
+    )
+    assert ingested.status_code == 201, ingested.text
+    item_id = db.scalar(select(Item.id))
+    response = admin.request(method, path.format(item=item_id), json=body)
+    assert response.status_code == 422, response.text
+    assert fields_of(response) == [field]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite runs nothing on the driver
+def test_a_value_the_database_refuses_on_the_driver_cursor_is_a_422_not_a_500(app, db):
+    """Statements run on the driver's own cursor (the lease) raise the driver's errors, not SQLAlchemy's."""
+
+    def refused(session: SessionDep) -> dict:
+        with session.connection().connection.driver_connection.cursor() as cursor:
+            cursor.execute("SELECT %s::int4", [2**40])
+        return {}
+
+    app.add_api_route("/api/v1/test-refused", refused, methods=["GET"])
+    response = TestClient(app).get("/api/v1/test-refused")
+    assert response.status_code == 422, response.text
+    assert fields_of(response) == ["body"]
