@@ -7,14 +7,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.core.db import INT4_MAX
+from app.core.db import DbId
 
 
 class JobCreate(BaseModel):
     kind: str = Field(..., description="a job kind from GET /api/v1/jobs/kinds")
-    dataset_version: int = Field(
-        ..., ge=1, le=INT4_MAX, description="version number of a frozen dataset of this project"
-    )
+    dataset_version: DbId = Field(..., description="version number of a frozen dataset of this project")
     base_model: str | None = Field(
         None,
         description="what to start from, one of GET /api/v1/projects/{p}/base-models (default: the kind's "
